@@ -1,0 +1,110 @@
+"""A countermeasure (CM) = front-end + backend, and streamdet's own on-disk format for it.
+
+A CM directory holds ``model.safetensors`` (the backend's state dict: the front-end is either
+parameter-free (mel) or a frozen public model named in the manifest (XLS-R)) and ``manifest.json``.
+Loading needs no pickle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from streamdet.errors import ManifestError
+from streamdet.manifest import MANIFEST_NAME, WEIGHTS_NAME, CMManifest, read_manifest, write_manifest
+from streamdet.models.lcnn import LCNN, MEL_FLAT_FEATURES, W2V2_FLAT_FEATURES
+from streamdet.models.mel import MelFrontend
+from streamdet.models.w2v2 import XLSR_300M, W2V2Frontend
+
+
+def build_backend(architecture: str) -> nn.Module:
+    """A freshly initialised backend for an architecture name."""
+    if architecture == "mel_lcnn":
+        return LCNN(MEL_FLAT_FEATURES)
+    if architecture == "w2v2_lcnn":
+        return LCNN(W2V2_FLAT_FEATURES)
+    if architecture == "w2v2_aasist":
+        from streamdet.models.aasist import W2V2AASIST
+
+        return W2V2AASIST()
+    raise ManifestError(f"unknown architecture {architecture!r}")
+
+
+def build_frontend(manifest: CMManifest, w2v2_source: str | None = None) -> nn.Module:
+    """The front-end a CM needs; ``w2v2_source`` overrides the manifest's XLS-R location."""
+    if manifest.architecture == "mel_lcnn":
+        return MelFrontend()
+    source = w2v2_source or manifest.w2v2_source or XLSR_300M
+    return W2V2Frontend(source, manifest.w2v2_layer)
+
+
+class Countermeasure(nn.Module):
+    """Raw 16 kHz windows (batch, 64600) → logits (batch, 2), logit 0 = bona fide."""
+
+    def __init__(self, frontend: nn.Module, backend: nn.Module, manifest: CMManifest) -> None:
+        super().__init__()
+        self.frontend = frontend
+        self.backend = backend
+        self.manifest = manifest
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        logits, _hidden = self.backend(self.frontend(waveform))
+        return logits
+
+    @torch.inference_mode()
+    def bonafide_probability(self, waveform: torch.Tensor) -> torch.Tensor:
+        """softmax(logits)[:, 0]: the score written to score files and compared to the threshold."""
+        return torch.softmax(self(waveform), dim=-1)[:, 0]
+
+
+def state_dict_sha256(state: dict[str, torch.Tensor]) -> str:
+    """A content hash of a state dict, independent of how it was serialised."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def save_cm(directory: str | Path, backend_state: dict[str, torch.Tensor], manifest: CMManifest) -> CMManifest:
+    """Write a CM directory; the manifest gets the weights' hash. Returns the manifest written."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in backend_state.items()}
+    manifest = manifest.model_copy(update={"weights_sha256": state_dict_sha256(state)})
+    save_file(state, str(directory / WEIGHTS_NAME))
+    write_manifest(directory / MANIFEST_NAME, manifest)
+    return manifest
+
+
+def read_cm_manifest(directory: str | Path) -> CMManifest:
+    directory = Path(directory)
+    if directory.is_file() and directory.name == MANIFEST_NAME:
+        directory = directory.parent
+    return read_manifest(directory / MANIFEST_NAME, CMManifest)  # type: ignore[return-value]
+
+
+def load_cm(
+    directory: str | Path, w2v2_source: str | None = None, device: str | torch.device = "cpu"
+) -> Countermeasure:
+    """Load a CM directory written by ``save_cm`` (strict weights, hash checked), in eval mode."""
+    directory = Path(directory)
+    manifest = read_cm_manifest(directory)
+    weights = directory / WEIGHTS_NAME
+    if not weights.is_file():
+        raise ManifestError(f"{directory}: no {WEIGHTS_NAME}")
+    state = load_file(str(weights))
+    if manifest.weights_sha256 and state_dict_sha256(state) != manifest.weights_sha256:
+        raise ManifestError(f"{weights}: weights do not match the manifest's hash")
+    backend = build_backend(manifest.architecture)
+    try:
+        backend.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ManifestError(f"{weights}: weights do not fit {manifest.architecture}: {exc}") from exc
+    cm = Countermeasure(build_frontend(manifest, w2v2_source), backend, manifest)
+    return cm.to(device).eval()

@@ -1,0 +1,79 @@
+"""Frozen XLS-R front-end of the W2V2 CMs (FACTS §3).
+
+The CMs use ``hidden_states[5]`` of ``facebook/wav2vec2-xls-r-300m``: the output of the fifth
+transformer layer. XLS-R is a "stable layer norm" model whose encoder applies its final
+``layer_norm`` only after the last layer, so ``hidden_states[5]`` carries no final norm. Running only
+the first five layers and skipping that norm is therefore exact, and saves layers 6-24 (about two
+thirds of the front-end's compute).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+XLSR_300M = "facebook/wav2vec2-xls-r-300m"
+HIDDEN_LAYER = 5
+NORM_EPS = 1e-7  # Wav2Vec2FeatureExtractor's do_normalize epsilon
+
+
+def normalize_waveform(waveform: torch.Tensor) -> torch.Tensor:
+    """Zero mean, unit variance per example, as ``Wav2Vec2FeatureExtractor(do_normalize=True)``."""
+    mean = waveform.mean(dim=-1, keepdim=True)
+    var = waveform.var(dim=-1, keepdim=True, unbiased=False)
+    return (waveform - mean) / torch.sqrt(var + NORM_EPS)
+
+
+def truncate_to_layer(model: nn.Module, layer: int = HIDDEN_LAYER) -> nn.Module:
+    """Keep the first ``layer`` transformer layers and drop the encoder's final norm, in place.
+
+    Afterwards ``model(x).last_hidden_state`` equals the full model's ``hidden_states[layer]``.
+    Only valid for stable-layer-norm models (XLS-R); others normalise before the layers.
+    """
+    if not model.config.do_stable_layer_norm:
+        raise ValueError("layer truncation is exact only for do_stable_layer_norm=True models (XLS-R)")
+    encoder = model.encoder
+    if layer > len(encoder.layers):
+        raise ValueError(f"model has {len(encoder.layers)} layers, cannot keep {layer}")
+    encoder.layers = encoder.layers[:layer]
+    encoder.layer_norm = nn.Identity()
+    model.config.num_hidden_layers = layer
+    return model
+
+
+class W2V2Frontend(nn.Module):
+    """(batch, samples) at 16 kHz → (batch, 1, hidden_size, frames): frozen XLS-R layer-5 features.
+
+    ``source`` is a hub id or a local directory holding a ``Wav2Vec2Model`` (config and weights).
+    """
+
+    def __init__(self, source: str = XLSR_300M, layer: int = HIDDEN_LAYER) -> None:
+        super().__init__()
+        from transformers import Wav2Vec2Model
+
+        model = Wav2Vec2Model.from_pretrained(source)
+        self.source = source
+        self.layer = layer
+        self.model = truncate_to_layer(model, layer).eval()
+        self.model.requires_grad_(False)
+
+    @classmethod
+    def from_model(cls, model: nn.Module, layer: int = HIDDEN_LAYER) -> W2V2Frontend:
+        """Wrap an already-built ``Wav2Vec2Model`` (tests, exports)."""
+        frontend = cls.__new__(cls)
+        nn.Module.__init__(frontend)
+        frontend.source = getattr(model.config, "_name_or_path", "") or "<in-memory>"
+        frontend.layer = layer
+        frontend.model = truncate_to_layer(model, layer).eval()
+        frontend.model.requires_grad_(False)
+        return frontend
+
+    def train(self, mode: bool = True) -> W2V2Frontend:
+        # Frozen: the front-end stays in eval mode (no dropout, no masking) even while training.
+        super().train(mode)
+        self.model.eval()
+        return self
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        hidden = self.model(normalize_waveform(waveform)).last_hidden_state  # (batch, frames, dim)
+        return hidden.transpose(1, 2).unsqueeze(1)
