@@ -48,8 +48,6 @@ _STORAGE_TYPES = {
     "ByteStorage": torch.uint8,
     "BoolStorage": torch.bool,
 }
-# Modules whose classes may appear as pickled nn.Module objects: they become placeholders.
-_MODULE_PREFIXES = ("model", "models", "torch.nn.modules", "torch.nn.parallel")
 
 
 class _ModulePlaceholder:
@@ -79,10 +77,9 @@ class _RestrictedUnpickler(pickle.Unpickler):
             return _ALLOWED_CALLABLES[(module, name)]
         if module == "torch" and name in _STORAGE_TYPES:
             return _STORAGE_TYPES[name]
-        is_module_class = name[:1].isupper() and any(
-            module == p or module.startswith(p + ".") for p in _MODULE_PREFIXES
-        )
-        if is_module_class:
+        # Classes (the authors' ``model.LCNN``, torch's ``Conv2d``...) become inert placeholders: the
+        # real class is never resolved, so whatever it names cannot run. Functions are refused.
+        if name[:1].isupper() and name.isidentifier():
             self.module_classes.append(f"{module}.{name}")
             return _placeholder_class(module, name)
         raise CheckpointError(

@@ -78,7 +78,9 @@ def _fields(path: Path, min_fields: int) -> Iterator[tuple[int, list[str]]]:
             if not fields:
                 continue
             if len(fields) < min_fields:
-                raise ManifestError(f"{path}:{number}: expected at least {min_fields} fields, got {line.strip()!r}")
+                raise ManifestError(
+                    f"{path}:{number}: expected at least {min_fields} fields, got {line.strip()!r}"
+                )
             yield number, fields
 
 
@@ -94,7 +96,9 @@ def _checked(utterances: list[Utterance], source: Path, check_audio: bool) -> li
         missing = [str(u.path) for u in utterances if not u.path.is_file()]
         if missing:
             shown = "\n  ".join(missing[:_MISSING_SHOWN])
-            more = f"\n  ... and {len(missing) - _MISSING_SHOWN} more" if len(missing) > _MISSING_SHOWN else ""
+            more = (
+                f"\n  ... and {len(missing) - _MISSING_SHOWN} more" if len(missing) > _MISSING_SHOWN else ""
+            )
             raise ManifestError(
                 f"{len(missing)} of {len(utterances)} audio files listed in {source} do not exist:\n  {shown}{more}"
             )
@@ -104,7 +108,9 @@ def _checked(utterances: list[Utterance], source: Path, check_audio: bool) -> li
 def asvspoof2019_la(root: Path, part: str, *, check_audio: bool = True) -> list[Utterance]:
     """ASVspoof 2019 LA ``train``/``dev``/``eval``: protocol lines ``SPEAKER FILE - ATTACK KEY``."""
     if part not in ASVSPOOF2019_PROTOCOLS:
-        raise ValueError(f"unknown ASVspoof2019 LA part {part!r}: expected one of {', '.join(ASVSPOOF2019_PROTOCOLS)}")
+        raise ValueError(
+            f"unknown ASVspoof2019 LA part {part!r}: expected one of {', '.join(ASVSPOOF2019_PROTOCOLS)}"
+        )
     root = _require_dir(Path(root), "ASVspoof2019 LA root")
     protocol = _require_file(
         root / "ASVspoof2019_LA_cm_protocols" / f"ASVspoof2019.LA.cm.{ASVSPOOF2019_PROTOCOLS[part]}.txt",

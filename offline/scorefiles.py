@@ -85,7 +85,9 @@ def write_scores(path: Path, names: Sequence[str], scores: npt.ArrayLike, labels
     score_list = np.asarray(scores, dtype=np.float64).reshape(-1).tolist()
     label_list = np.asarray(labels).reshape(-1).tolist()
     if not len(names) == len(score_list) == len(label_list):
-        raise ValueError(f"{len(names)} names, {len(score_list)} scores and {len(label_list)} labels differ in length")
+        raise ValueError(
+            f"{len(names)} names, {len(score_list)} scores and {len(label_list)} labels differ in length"
+        )
     lines = []
     for name, score, label in zip(names, score_list, label_list, strict=True):
         if not name or any(c.isspace() for c in name):

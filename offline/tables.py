@@ -44,7 +44,9 @@ class TableRow:
 def _check_conditions(eer: Mapping[str, float]) -> None:
     unknown = sorted(set(eer) - set(CONDITIONS))
     if unknown:
-        raise ValueError(f"conditions outside the paper's table: {', '.join(unknown)} (columns: {', '.join(CONDITIONS)})")
+        raise ValueError(
+            f"conditions outside the paper's table: {', '.join(unknown)} (columns: {', '.join(CONDITIONS)})"
+        )
 
 
 def alm_average(eer: Mapping[str, float]) -> tuple[float | None, int]:
@@ -71,7 +73,14 @@ def render_table(rows: Sequence[TableRow], title: str | None = None) -> str:
     """A plain-text table in the paper's layout, one line per CM, columns padded to align."""
     table = [list(HEADER), *(_cells(row) for row in rows)]
     widths = [max(len(line[i]) for line in table) for i in range(len(HEADER))]
-    lines = [" | ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=True)) for line in table]
+    # Names align left, numbers right, as in the paper.
+    lines = [
+        " | ".join(
+            cell.ljust(width) if i < 2 else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(line, widths, strict=True))
+        )
+        for line in table
+    ]
     lines.insert(1, "-+-".join("-" * width for width in widths))
     if title:
         lines.insert(0, title)

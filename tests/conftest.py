@@ -34,3 +34,36 @@ def released_checkpoint(shared_dir: Path):
         return shared_dir / "codecfake" / "pretrained" / name / "anti-spoofing_feat_model.pt"
 
     return path
+
+
+def xlsr_shaped_config(num_hidden_layers: int = 5):
+    """A randomly initialised config with XLS-R's interface, made cheap where the shape allows.
+
+    Hidden size 1024 and the seven-layer convolutional feature encoder are XLS-R's, so 64,600
+    samples give the (1024, 201) features the W2V2 backends expect; everything else is small.
+    """
+    from transformers import Wav2Vec2Config
+
+    return Wav2Vec2Config(
+        hidden_size=1024,
+        num_hidden_layers=num_hidden_layers,
+        num_attention_heads=16,
+        intermediate_size=256,
+        conv_dim=(32,) * 7,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=16,
+        do_stable_layer_norm=True,
+        feat_extract_norm="layer",
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_xlsr_dir(tmp_path_factory) -> Path:
+    """A local directory holding a random XLS-R-shaped ``Wav2Vec2Model`` (hub downloads are impossible here)."""
+    import torch
+    from transformers import Wav2Vec2Model
+
+    torch.manual_seed(0)
+    directory = tmp_path_factory.mktemp("tiny_xlsr")
+    Wav2Vec2Model(xlsr_shaped_config()).save_pretrained(directory)
+    return directory

@@ -1,0 +1,5 @@
+import sys
+
+from streamdet.cli import main
+
+sys.exit(main())
