@@ -3,9 +3,9 @@
 Every reader returns :class:`Utterance` records (label 0 = bona fide/real, 1 = spoof/fake) and reads
 only label files; it opens no audio. Problems are raised, never skipped:
 
-- a missing root, label file or audio folder raises :class:`ManifestError` naming it;
-- a malformed line raises :class:`ManifestError` naming the file and line number;
-- listed audio files that do not exist raise :class:`ManifestError` listing them (the first few
+- a missing root, label file or audio folder raises :class:`DatasetError` naming it;
+- a malformed line raises :class:`DatasetError` naming the file and line number;
+- listed audio files that do not exist raise :class:`DatasetError` listing them (the first few
   and the total), so a half-downloaded corpus cannot silently shrink a test set and move its EER.
   ``check_audio=False`` skips that check (one ``stat`` per file) when the caller only needs labels.
 
@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from streamdet.errors import ManifestError
+from streamdet.errors import DatasetError
 
 BONAFIDE = 0
 SPOOF = 1
@@ -60,13 +60,13 @@ def parse_label(word: str) -> int:
 
 def _require_file(path: Path, what: str) -> Path:
     if not path.is_file():
-        raise ManifestError(f"{what} not found: {path}")
+        raise DatasetError(f"{what} not found: {path}")
     return path
 
 
 def _require_dir(path: Path, what: str) -> Path:
     if not path.is_dir():
-        raise ManifestError(f"{what} not found: {path}")
+        raise DatasetError(f"{what} not found: {path}")
     return path
 
 
@@ -78,7 +78,7 @@ def _fields(path: Path, min_fields: int) -> Iterator[tuple[int, list[str]]]:
             if not fields:
                 continue
             if len(fields) < min_fields:
-                raise ManifestError(
+                raise DatasetError(
                     f"{path}:{number}: expected at least {min_fields} fields, got {line.strip()!r}"
                 )
             yield number, fields
@@ -88,7 +88,7 @@ def _label_at(path: Path, number: int, word: str) -> int:
     try:
         return parse_label(word)
     except ValueError as error:
-        raise ManifestError(f"{path}:{number}: {error}") from None
+        raise DatasetError(f"{path}:{number}: {error}") from None
 
 
 def _checked(utterances: list[Utterance], source: Path, check_audio: bool) -> list[Utterance]:
@@ -99,7 +99,7 @@ def _checked(utterances: list[Utterance], source: Path, check_audio: bool) -> li
             more = (
                 f"\n  ... and {len(missing) - _MISSING_SHOWN} more" if len(missing) > _MISSING_SHOWN else ""
             )
-            raise ManifestError(
+            raise DatasetError(
                 f"{len(missing)} of {len(utterances)} audio files listed in {source} do not exist:\n  {shown}{more}"
             )
     return utterances
@@ -132,11 +132,11 @@ def in_the_wild(root: Path, *, check_audio: bool = True) -> list[Utterance]:
     with meta.open(encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle)
         if reader.fieldnames is None or not {"file", "label"} <= set(reader.fieldnames):
-            raise ManifestError(f"{meta}: header must name 'file' and 'label', got {reader.fieldnames}")
+            raise DatasetError(f"{meta}: header must name 'file' and 'label', got {reader.fieldnames}")
         for row in reader:
             # DictReader's line_num counts physical lines read so far, header included.
             if not row.get("file") or not row.get("label"):
-                raise ManifestError(f"{meta}:{reader.line_num}: missing file or label")
+                raise DatasetError(f"{meta}:{reader.line_num}: missing file or label")
             name = row["file"].strip()
             label = _label_at(meta, reader.line_num, row["label"])
             utterances.append(Utterance(Path(name).stem, root / name, label))
@@ -174,7 +174,7 @@ def _alm_audio_dir(audio_root: Path, name: str, label_file: Path) -> Path:
         return candidates[0]
     found = ", ".join(sorted(d.name for d in audio_root.iterdir() if d.is_dir())) or "none"
     problem = "several folders match" if candidates else "no folder matches"
-    raise ManifestError(f"{label_file}: {problem} {name!r} under {audio_root} (folders: {found})")
+    raise DatasetError(f"{label_file}: {problem} {name!r} under {audio_root} (folders: {found})")
 
 
 def alm_add(root: Path, *, check_audio: bool = True) -> dict[str, list[Utterance]]:
@@ -189,10 +189,10 @@ def alm_add(root: Path, *, check_audio: bool = True) -> dict[str, list[Utterance
     for label_file in sorted(label_root.glob("*.txt")):
         match = re.fullmatch(r"(A\d{2})-(.+)", label_file.stem)
         if match is None:
-            raise ManifestError(f"{label_file}: ALM-ADD label files are named <Axx-name>.txt")
+            raise DatasetError(f"{label_file}: ALM-ADD label files are named <Axx-name>.txt")
         condition, name = match.groups()
         if condition in conditions:
-            raise ManifestError(f"{label_file}: a second label file for condition {condition}")
+            raise DatasetError(f"{label_file}: a second label file for condition {condition}")
         audio = _alm_audio_dir(audio_root, name, label_file)
         utterances = [
             Utterance(fields[0], audio / fields[0], _label_at(label_file, number, fields[1]))
@@ -200,7 +200,7 @@ def alm_add(root: Path, *, check_audio: bool = True) -> dict[str, list[Utterance
         ]
         conditions[condition] = _checked(utterances, label_file, check_audio)
     if not conditions:
-        raise ManifestError(f"no ALM-ADD label files (<Axx-name>.txt) in {label_root}")
+        raise DatasetError(f"no ALM-ADD label files (<Axx-name>.txt) in {label_root}")
     return conditions
 
 
@@ -219,7 +219,7 @@ def list_file(path: Path, *, check_audio: bool = True) -> list[Utterance]:
             # The label is the last word; everything before it is the path, spaces included.
             fields = line.strip().rsplit(None, 1)
             if len(fields) != 2:
-                raise ManifestError(f"{path}:{number}: expected 'path label', got {line.strip()!r}")
+                raise DatasetError(f"{path}:{number}: expected 'path label', got {line.strip()!r}")
             written, word = fields
             utterances.append(Utterance(written, path.parent / written, _label_at(path, number, word)))
     return _checked(utterances, path, check_audio)

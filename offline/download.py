@@ -20,7 +20,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from offline.datasets import alm_add
-from streamdet.errors import ManifestError
+from streamdet.errors import DatasetError
 
 # A branch archive changes whenever the branch does and GitHub does not promise byte-identical
 # archives even for one commit, so no SHA-256 can be pinned for it; the content is checked instead
@@ -45,7 +45,7 @@ def _verify(path: Path, sha256: str | None, url: str) -> None:
     actual = sha256_of(path)
     if actual != sha256.lower():
         path.unlink()
-        raise ManifestError(
+        raise DatasetError(
             f"{url}: SHA-256 mismatch (expected {sha256.lower()}, got {actual}); deleted {path}"
         )
 
@@ -65,15 +65,15 @@ def _fetch(url: str, partial: Path, timeout: float) -> None:
                 return
             partial.unlink()
             return _fetch(url, partial, timeout)
-        raise ManifestError(f"{url}: HTTP {error.code} {error.reason}") from error
+        raise DatasetError(f"{url}: HTTP {error.code} {error.reason}") from error
     except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
-        raise ManifestError(f"{url}: download failed ({error})") from error
+        raise DatasetError(f"{url}: download failed ({error})") from error
     with response:
         mode = "ab"
         if offset and response.status == 206:
             match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", ""))
             if match is None or int(match.group(1)) != offset:
-                raise ManifestError(
+                raise DatasetError(
                     f"{url}: server answered range {offset}- with {response.headers.get('Content-Range')!r}"
                 )
         elif offset:
@@ -87,18 +87,18 @@ def _fetch(url: str, partial: Path, timeout: float) -> None:
                     received += len(block)
         except (OSError, http.client.HTTPException) as error:
             # http.client reports a connection closed early as IncompleteRead, not an OSError.
-            raise ManifestError(
+            raise DatasetError(
                 f"{url}: download interrupted after {received} bytes ({error}); rerun to resume"
             ) from error
     if expected is not None and received != int(expected):
-        raise ManifestError(f"{url}: got {received} of {expected} bytes; rerun to resume")
+        raise DatasetError(f"{url}: got {received} of {expected} bytes; rerun to resume")
 
 
 def download(url: str, dest: Path, sha256: str | None = None, *, timeout: float = 60.0) -> Path:
     """Download ``url`` to ``dest`` unless it is already there; resume a ``dest.part`` left behind.
 
     With ``sha256`` the finished file (or an existing ``dest``) is verified; a mismatching file is
-    deleted and :class:`ManifestError` raised. Network failures raise :class:`ManifestError` and
+    deleted and :class:`DatasetError` raised. Network failures raise :class:`DatasetError` and
     keep the partial file for the next attempt.
     """
     dest = Path(dest)
@@ -120,7 +120,7 @@ def _safe_members(archive: zipfile.ZipFile, archive_path: Path) -> list[zipfile.
         name = PurePosixPath(member.filename.replace("\\", "/"))
         is_link = (member.external_attr >> 16) & 0o170000 == 0o120000
         if name.is_absolute() or ".." in name.parts or re.match(r"[A-Za-z]:", member.filename) or is_link:
-            raise ManifestError(f"{archive_path}: refusing unsafe archive member {member.filename!r}")
+            raise DatasetError(f"{archive_path}: refusing unsafe archive member {member.filename!r}")
     return members
 
 
@@ -130,7 +130,7 @@ def _find_dataset_root(tree: Path) -> Path:
         for candidate in sorted(tree.glob("/".join(["*"] * depth)) if depth else [tree]):
             if (candidate / "label").is_dir() and (candidate / "audio").is_dir():
                 return candidate
-    raise ManifestError(f"no folder with label/ and audio/ in the extracted archive under {tree}")
+    raise DatasetError(f"no folder with label/ and audio/ in the extracted archive under {tree}")
 
 
 def download_alm_add(dest: Path, url: str = ALM_ADD_URL, *, timeout: float = 60.0) -> Path:
@@ -145,7 +145,7 @@ def download_alm_add(dest: Path, url: str = ALM_ADD_URL, *, timeout: float = 60.
         try:
             alm_add(final)
             return final
-        except ManifestError:
+        except DatasetError:
             pass  # an incomplete earlier attempt: fetch again and replace it
     archive_path = download(url, dest / f"{ALM_ADD_DIRNAME}.zip", timeout=timeout)
     staging = Path(tempfile.mkdtemp(prefix=".alm-add-", dir=dest))
@@ -154,7 +154,7 @@ def download_alm_add(dest: Path, url: str = ALM_ADD_URL, *, timeout: float = 60.
             with zipfile.ZipFile(archive_path) as archive:
                 archive.extractall(staging, members=_safe_members(archive, archive_path))
         except zipfile.BadZipFile as error:
-            raise ManifestError(f"{archive_path}: not a zip archive ({error})") from error
+            raise DatasetError(f"{archive_path}: not a zip archive ({error})") from error
         root = _find_dataset_root(staging)
         alm_add(root)
         if final.exists():

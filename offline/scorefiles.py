@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from offline.datasets import BONAFIDE, SPOOF, folder_key, parse_label
-from streamdet.errors import ManifestError
+from streamdet.errors import DatasetError
 
 # Released score files named after the Codecfake test conditions, mapped to the paper's columns.
 _RELEASED_CONDITIONS = {"19LA": "19LA", "ITW": "ITW", "L1": "A03", "L2": "A04"}
@@ -52,7 +52,7 @@ def read_scores(path: Path) -> ScoreFile:
     """Read a ``name score label`` file; blank lines are skipped, anything else malformed raises."""
     path = Path(path)
     if not path.is_file():
-        raise ManifestError(f"score file not found: {path}")
+        raise DatasetError(f"score file not found: {path}")
     names: list[str] = []
     scores: list[float] = []
     labels: list[int] = []
@@ -62,20 +62,20 @@ def read_scores(path: Path) -> ScoreFile:
             if not fields:
                 continue
             if len(fields) != 3:
-                raise ManifestError(f"{path}:{number}: expected 'name score label', got {line.strip()!r}")
+                raise DatasetError(f"{path}:{number}: expected 'name score label', got {line.strip()!r}")
             name, score_text, word = fields
             try:
                 score = float(score_text)
                 label = parse_label(word)
             except ValueError as error:
-                raise ManifestError(f"{path}:{number}: {error}") from None
+                raise DatasetError(f"{path}:{number}: {error}") from None
             if math.isnan(score):
-                raise ManifestError(f"{path}:{number}: score is NaN")
+                raise DatasetError(f"{path}:{number}: score is NaN")
             names.append(name)
             scores.append(score)
             labels.append(label)
     if not names:
-        raise ManifestError(f"score file is empty: {path}")
+        raise DatasetError(f"score file is empty: {path}")
     return ScoreFile(tuple(names), np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=np.int64))
 
 

@@ -4,8 +4,10 @@
     ├── AudioDecodeError      a file could not be decoded (names the path)
     ├── ManifestError         a CM or engine manifest is missing, malformed or does not fit
     ├── CheckpointError       a checkpoint could not be read or was refused as unsafe
+    ├── DatasetError          a dataset, list, score file or download is missing or malformed
     ├── ConfigError           settings or an experiment config are invalid
     └── ProtocolError         a wire message (ZeroMQ frame, WHIP request) is malformed
+        └── StreamRejectedError   a well-formed frame refused by the service (limits, sequence)
 
 Library code raises these; the command-line entry points map them to a message and an exit code,
 the service maps them to counters, log lines and HTTP statuses.
@@ -33,6 +35,10 @@ class CheckpointError(StreamdetError):
     """A checkpoint could not be read, or was refused because it is unsafe."""
 
 
+class DatasetError(StreamdetError):
+    """A dataset, list file, score file or download is missing, malformed or fails its checksum."""
+
+
 class ConfigError(StreamdetError):
     """Invalid settings or experiment configuration."""
 
@@ -44,3 +50,7 @@ class ProtocolError(StreamdetError):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+
+
+class StreamRejectedError(ProtocolError):
+    """A well-formed frame the stream registry refuses (too many streams, repeated sequence number...)."""
