@@ -11,7 +11,6 @@ Nothing named by the file is ever called, except the allow-listed torch rebuild 
 from __future__ import annotations
 
 import collections
-import hashlib
 import io
 import pickle
 import zipfile
@@ -20,6 +19,7 @@ from typing import Any
 
 import torch
 
+from offline.download import sha256_of
 from streamdet.cm import build_backend, save_cm
 from streamdet.errors import CheckpointError
 from streamdet.manifest import CMManifest
@@ -114,14 +114,6 @@ def _collect_state(obj: Any, prefix: str, out: dict[str, torch.Tensor]) -> None:
             _collect_state(child, f"{prefix}{name}.", out)
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def read_released_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
     """Read a released checkpoint's state dict without executing it.
 
@@ -192,7 +184,7 @@ def import_checkpoint(
     not fit the architecture is refused here rather than at serving time.
     """
     src = Path(src)
-    digest = sha256_file(src)
+    digest = sha256_of(src)
     if expected_sha256 and digest != expected_sha256:
         raise CheckpointError(f"{src}: sha256 {digest} does not match the pinned {expected_sha256}")
     state, top_class = read_released_state_dict(src)

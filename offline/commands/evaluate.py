@@ -11,10 +11,10 @@ from tqdm import tqdm
 
 from offline import datasets
 from offline.evaluate import ConditionResult, evaluate_condition, utterance_name
+from offline.metrics import paper_eer
 from offline.plots import plot_confusion_matrix
 from offline.scorefiles import read_scores, score_file_condition, write_scores
 from offline.tables import CONDITIONS, TableRow, render_table
-from offline.metrics import paper_eer
 from streamdet.errors import ConfigError
 from streamdet.manifest import PAPER_NAMES
 from streamdet.scoring import open_scorer

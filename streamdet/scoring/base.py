@@ -33,7 +33,7 @@ class Scorer(ABC):
         """Run one batch so that lazy initialisation does not land on the first live window."""
         self.score_batch(np.zeros((1, self.contract.window_samples), dtype=np.float32))
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, most scorers hold nothing to release
         """Release resources (sessions, connections)."""
 
     def check_windows(self, windows: np.ndarray) -> np.ndarray:
