@@ -14,7 +14,7 @@ import sys
 
 from streamdet.errors import StreamdetError
 
-COMMANDS: tuple[str, ...] = ()
+COMMANDS: tuple[str, ...] = ("serve", "send", "subscribe")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,11 +7,12 @@ checks these before scoring anything and never needs ``offline`` to do so.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from streamdet.audio import SAMPLE_RATE, WINDOW_SAMPLES
 from streamdet.errors import ManifestError
@@ -83,22 +84,134 @@ class CMManifest(InputContract):
         return f"{self.name}@{self.weights_sha256[:12]}" if self.weights_sha256 else self.name
 
 
+ENGINE_FILES = {"onnx": "model.onnx", "tensorrt": "model.plan"}
+"""Default engine file names inside an engine directory, per engine kind."""
+
+TRITON_MANIFEST_PARAMETER = "streamdet_manifest"
+"""Key of the ``config.pbtxt`` parameter holding the engine manifest as JSON (read by TritonScorer)."""
+
+
+class BatchProfile(BaseModel):
+    """A TensorRT optimisation profile over the batch axis: the plan accepts min..max windows per call."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min: int = Field(default=1, ge=1)
+    opt: int = Field(default=16, ge=1)
+    max: int = Field(default=64, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BatchProfile:
+        if not self.min <= self.opt <= self.max:
+            raise ValueError(f"batch profile needs min <= opt <= max, got {self.min}/{self.opt}/{self.max}")
+        return self
+
+
+class TensorRTInfo(BaseModel):
+    """Where a TensorRT plan was built: a plan only runs under the same TensorRT version and GPU model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: str
+    gpu_name: str
+    compute_capability: str = ""
+    profile: BatchProfile
+    workspace_bytes: int = 0
+    fp32_layers: int = 0
+    """Layers pinned to fp32 in an fp16 plan (front-end and normalisation layers)."""
+
+
+class TritonInfo(BaseModel):
+    """How a model sits in a Triton model repository (mirrors its ``config.pbtxt``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_name: str
+    backend: Literal["onnxruntime", "tensorrt", "python"]
+    max_batch_size: int = Field(ge=1)
+    preferred_batch_sizes: tuple[int, ...] = ()
+    max_queue_delay_us: int = Field(default=2000, ge=0)
+    instance_count: int = Field(default=1, ge=1)
+    instance_kind: Literal["auto", "cpu", "gpu"] = "auto"
+
+
 class EngineManifest(InputContract):
-    """Describes an exported engine (ONNX graph, TensorRT plan, Triton model)."""
+    """Describes an exported engine (ONNX graph, TensorRT plan, Triton model).
+
+    The engine is the whole CM as one graph: ``input_name`` takes (batch, window_samples) float32 at
+    ``sample_rate``; ``output_names`` are the logits (batch, 2) and the bona fide probability (batch,).
+    ``cm`` is the source CM's manifest (its ``weights_sha256`` identifies the backend weights);
+    ``frontend_sha256`` identifies the W2V2 weights baked into the graph (empty for mel).
+    """
 
     format: Literal["streamdet-engine"] = "streamdet-engine"
     version: Literal[1] = 1
     name: str
     engine: Literal["onnx", "tensorrt", "triton"]
+    file: str = ""
+    """The engine file, relative to the manifest's directory (Triton: relative to the model directory)."""
+    file_sha256: str = ""
     input_name: str = "waveform"
     output_names: tuple[str, ...] = ("logits", "bonafide_prob")
     precision: Literal["fp32", "fp16"] = "fp32"
+    opset: int | None = None
+    exporter: str = ""
+    source_cm_sha256: str = ""
+    """The exported CM's weights hash (equals ``cm.weights_sha256``)."""
+    frontend_sha256: str = ""
     cm: CMManifest
+    tensorrt: TensorRTInfo | None = None
+    triton: TritonInfo | None = None
+    verification: dict[str, float] = Field(default_factory=dict)
+    """What the exporter measured against the torch CM, e.g. ``max_abs_prob_diff``."""
     extra: dict[str, object] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> EngineManifest:
+        if self.source_cm_sha256 and self.cm.weights_sha256 and self.source_cm_sha256 != self.cm.weights_sha256:
+            raise ValueError("source_cm_sha256 differs from the embedded CM manifest's weights_sha256")
+        if self.engine == "tensorrt" and self.tensorrt is None:
+            raise ValueError("a tensorrt engine manifest needs its tensorrt section (version, GPU, profile)")
+        if self.engine == "triton" and self.triton is None:
+            raise ValueError("a triton engine manifest needs its triton section")
+        if len(self.output_names) != 2:
+            raise ValueError(f"expected two outputs (logits, bonafide probability), got {self.output_names}")
+        return self
 
     @property
     def model_id(self) -> str:
         return f"{self.cm.model_id}:{self.engine}-{self.precision}"
+
+    @property
+    def logits_name(self) -> str:
+        return self.output_names[0]
+
+    @property
+    def prob_name(self) -> str:
+        return self.output_names[1]
+
+    @classmethod
+    def beside(cls, engine_file: str | Path) -> EngineManifest:
+        """The manifest in ``engine_file``'s directory; refuses one that describes another file."""
+        engine_file = Path(engine_file)
+        manifest = read_manifest(engine_file.parent / MANIFEST_NAME, cls)
+        assert isinstance(manifest, cls)
+        if manifest.file and manifest.file != engine_file.name:
+            raise ManifestError(
+                f"{engine_file.parent / MANIFEST_NAME} describes {manifest.file}, not {engine_file.name}"
+            )
+        return manifest
+
+    def verify_file(self, engine_file: str | Path) -> None:
+        """Refuse an engine file whose sha256 differs from the one recorded at export."""
+        if not self.file_sha256:
+            return
+        digest = hashlib.sha256()
+        with open(engine_file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        if digest.hexdigest() != self.file_sha256:
+            raise ManifestError(f"{engine_file}: contents do not match the manifest's file_sha256 (re-export it)")
 
 
 def read_manifest(path: str | Path, kind: type[BaseModel]) -> BaseModel:

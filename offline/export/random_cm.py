@@ -1,0 +1,69 @@
+"""CMs with random weights: engines to export, serve and time where no trained weights are at hand.
+
+The GPU check and the tests use them. Random LCNN/AASIST heads put nearly every window at
+P(bona fide) ≈ 0.5, which hides differences between runtimes; ``logit_scale`` multiplies the last
+layer's weights so that probabilities spread over (0, 1).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from streamdet.cm import build_backend, save_cm
+from streamdet.manifest import CMManifest
+
+
+def xlsr_300m_config(num_hidden_layers: int = 5):
+    """``facebook/wav2vec2-xls-r-300m``'s architecture (random weights), cut to ``num_hidden_layers``."""
+    from transformers import Wav2Vec2Config
+
+    return Wav2Vec2Config(
+        hidden_size=1024,
+        num_hidden_layers=num_hidden_layers,
+        num_attention_heads=16,
+        intermediate_size=4096,
+        conv_dim=(512,) * 7,
+        conv_stride=(5, 2, 2, 2, 2, 2, 2),
+        conv_kernel=(10, 3, 3, 3, 3, 2, 2),
+        conv_bias=True,
+        num_conv_pos_embeddings=128,
+        num_conv_pos_embedding_groups=16,
+        do_stable_layer_norm=True,
+        feat_extract_norm="layer",
+        feat_extract_activation="gelu",
+        hidden_act="gelu",
+    )
+
+
+def save_random_w2v2(directory: str | Path, config: object, seed: int = 0) -> Path:
+    """Write a randomly initialised ``Wav2Vec2Model`` to ``directory`` (loadable as a w2v2 source)."""
+    from transformers import Wav2Vec2Model
+
+    torch.manual_seed(seed)
+    directory = Path(directory)
+    Wav2Vec2Model(config).eval().save_pretrained(directory)
+    return directory
+
+
+def save_random_cm(
+    directory: str | Path,
+    architecture: str,
+    name: str | None = None,
+    seed: int = 0,
+    w2v2_source: str | None = None,
+    logit_scale: float = 30.0,
+) -> CMManifest:
+    """A CM directory with a random backend; ``w2v2_source`` is recorded for W2V2 architectures."""
+    torch.manual_seed(seed)
+    backend = build_backend(architecture)
+    head = backend.fc_mu if hasattr(backend, "fc_mu") else backend.out_layer
+    with torch.no_grad():
+        head.weight.mul_(logit_scale)
+    manifest = CMManifest(
+        name=name or f"random_{architecture}",
+        architecture=architecture,  # type: ignore[arg-type]
+        w2v2_source=w2v2_source if architecture.startswith("w2v2") else None,
+    )
+    return save_cm(directory, backend.state_dict(), manifest)

@@ -1,0 +1,24 @@
+"""Python clients of ``streamdet serve``: send audio, follow events.
+
+    from streamdet.client import send_file, Subscriber
+
+``Sender``/``send_file``/``send_file_async``/``send_files_async`` push audio (``sender.py``);
+``Subscriber``/``iter_events`` follow score and alert events (``subscriber.py``).
+"""
+
+from streamdet.client.sender import (
+    DEFAULT_INGEST,
+    Sender,
+    SendResult,
+    send_file,
+    send_file_async,
+    send_files_async,
+    stream_id_for,
+)
+from streamdet.client.subscriber import DEFAULT_EVENTS, Subscriber, iter_events
+from streamdet.service.events import EndEvent, Event, WindowEvent
+
+__all__ = [
+    "DEFAULT_EVENTS", "DEFAULT_INGEST", "EndEvent", "Event", "SendResult", "Sender", "Subscriber",
+    "WindowEvent", "iter_events", "send_file", "send_file_async", "send_files_async", "stream_id_for",
+]

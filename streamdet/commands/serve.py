@@ -1,0 +1,106 @@
+"""``streamdet serve``: run the streaming service until SIGTERM/SIGINT (then shut down gracefully)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from pathlib import Path
+from typing import Any
+
+from streamdet.errors import ConfigError
+
+# (flag, settings section, field, type, help): every flag maps onto one Settings field.
+FLAGS: tuple[tuple[str, str, str, Any, str], ...] = (
+    ("--engine", "scoring", "engine", str, "CM directory (or engine) to score with"),
+    ("--device", "scoring", "device", str, "auto | cpu | cuda | cuda:N"),
+    ("--w2v2-source", "scoring", "w2v2_source", str, "XLS-R location for W2V2 CMs (hub id or directory)"),
+    ("--threads", "scoring", "threads", int, "torch intra-op threads (0 = torch's default)"),
+    ("--max-batch", "scoring", "max_batch", int, "most windows per scored batch"),
+    ("--max-wait-ms", "scoring", "max_wait_ms", float, "longest wait for a fuller batch"),
+    ("--max-pending", "scoring", "max_pending_per_stream", int, "windows queued per stream before dropping"),
+    ("--ingest", "ingest", "endpoint", str, "ZeroMQ PULL endpoint to bind for audio"),
+    ("--ingest-curve-key", "ingest", "curve_secret_key", Path, "server secret certificate: require CURVE"),
+    ("--ingest-curve-clients", "ingest", "curve_clients_dir", Path, "allowed client certificates"),
+    ("--events", "alerts", "endpoint", str, "ZeroMQ PUB endpoint to bind for events"),
+    ("--events-curve-key", "alerts", "curve_secret_key", Path, "server secret certificate: require CURVE"),
+    ("--events-curve-clients", "alerts", "curve_clients_dir", Path, "allowed client certificates"),
+    ("--threshold", "alerts", "threshold", float, "spoof probability threshold (default: manifest, else 0.5)"),
+    ("--alert-k", "alerts", "k", int, "raise when k of the last n windows are at/above threshold"),
+    ("--alert-n", "alerts", "n", int, "window count n of the k-of-n rule"),
+    ("--alert-m", "alerts", "m", int, "clear after m consecutive windows below threshold"),
+    ("--hop-samples", "window", "hop_samples", int, "samples (16 kHz) between window starts"),
+    ("--http-host", "http", "host", str, "address of /healthz, /readyz, /metrics"),
+    ("--http-port", "http", "port", int, "port of the HTTP side (0 = any free port)"),
+    ("--max-streams", "limits", "max_streams", int, "most concurrent streams"),
+    ("--max-frame-bytes", "limits", "max_frame_bytes", int, "largest accepted payload"),
+    ("--idle-timeout", "limits", "idle_timeout_s", float, "end a stream silent for this many seconds"),
+)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "serve", help="run the streaming detector",
+        description="Score live audio streams (ZeroMQ ingest) and publish scores and alerts (ZeroMQ PUB). "
+                    "Settings: flags > STREAMDET_* environment > --config TOML > defaults.")
+    parser.add_argument("--config", type=Path, help="TOML settings file (see configs/serve.toml)")
+    for flag, _section, _field, kind, help_text in FLAGS:
+        parser.add_argument(flag, type=kind, help=help_text)
+    parser.add_argument("--no-http", action="store_true", help="do not serve /healthz, /readyz, /metrics")
+    parser.add_argument("--log-format", choices=["text", "json"], help="log lines as text or JSON")
+    parser.set_defaults(func=run)
+
+
+def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags given on the command line, as nested settings."""
+    overrides: dict[str, Any] = {}
+    for flag, section, field, _kind, _help in FLAGS:
+        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if value is not None:
+            overrides.setdefault(section, {})[field] = value
+    if args.no_http:
+        overrides.setdefault("http", {})["enabled"] = False
+    if args.log_format:
+        overrides["log_format"] = args.log_format
+    return overrides
+
+
+def run(args: argparse.Namespace) -> int:
+    from streamdet.scoring import open_scorer
+    from streamdet.scoring.select import PULL_HINT
+    from streamdet.service.logs import use_json_logs
+    from streamdet.service.settings import load_settings
+
+    settings = load_settings(args.config, overrides_from(args))
+    if settings.log_format == "json":
+        use_json_logs()
+    scoring = settings.scoring
+    if scoring.engine is None:
+        raise ConfigError(f"no engine to score with; {PULL_HINT}")
+    if scoring.threads:
+        import torch
+
+        torch.set_num_threads(scoring.threads)
+    scorer = open_scorer(scoring.engine, device=scoring.device, w2v2_source=scoring.w2v2_source,
+                         max_batch=scoring.max_batch or default_max_batch(scoring.device))
+    asyncio.run(_serve(settings, scorer))
+    return 0
+
+
+def default_max_batch(device: str) -> int:
+    """2 windows per batch on CPU (larger Mel-LCNN batches cost more per window there), 32 on GPU."""
+    import torch
+
+    on_gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    return 32 if on_gpu else 2
+
+
+async def _serve(settings, scorer) -> None:
+    from streamdet.service.server import Service
+
+    service = Service(settings, scorer)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await service.run(stop)

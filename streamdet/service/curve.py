@@ -1,0 +1,64 @@
+"""Optional ZeroMQ CURVE encryption and authentication for the ingest and event sockets.
+
+Keys are ``zmq.auth`` certificate files: ``zmq.auth.create_certificates(dir, "server")`` writes
+``server.key`` (public, give it to clients) and ``server.key_secret`` (keep it on the server).
+A server socket with a secret key accepts only CURVE clients; with a clients directory, only the
+clients whose public certificates are in it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import zmq
+import zmq.auth
+from zmq.auth.asyncio import AsyncioAuthenticator
+
+from streamdet.errors import ConfigError
+
+
+def _load(path: Path, need_secret: bool) -> tuple[bytes, bytes | None]:
+    try:
+        public, secret = zmq.auth.load_certificate(path)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: cannot read CURVE certificate ({exc})") from exc
+    if need_secret and not secret:
+        raise ConfigError(f"{path}: not a secret certificate (expected the .key_secret file)")
+    return public, secret
+
+
+def make_server(socket: zmq.Socket, secret_key_file: Path, domain: str) -> None:
+    """Turn ``socket`` into a CURVE server (before bind); ``domain`` names its ZAP policy."""
+    public, secret = _load(secret_key_file, need_secret=True)
+    socket.zap_domain = domain.encode()
+    socket.curve_secretkey = secret
+    socket.curve_publickey = public
+    socket.curve_server = True
+
+
+def make_client(socket: zmq.Socket, server_key_file: str | Path,
+                client_secret_key_file: str | Path | None = None) -> None:
+    """Turn ``socket`` into a CURVE client of the server whose public key is in ``server_key_file``
+    (before connect); without a client certificate an ephemeral key pair is used."""
+    server_public, _ = _load(Path(server_key_file), need_secret=False)
+    if client_secret_key_file is not None:
+        public, secret = _load(Path(client_secret_key_file), need_secret=True)
+    else:
+        public, secret = zmq.curve_keypair()
+    socket.curve_secretkey = secret
+    socket.curve_publickey = public
+    socket.curve_serverkey = server_public
+
+
+def start_authenticator(context: zmq.Context, policies: dict[str, Path | None]) -> AsyncioAuthenticator:
+    """One ZAP handler for the CURVE sockets of ``context``: per domain, the clients whose public
+    certificates are in the directory given, or any client (None)."""
+    for clients_dir in policies.values():
+        if clients_dir is not None and not clients_dir.is_dir():
+            raise ConfigError(f"{clients_dir}: CURVE clients directory does not exist")
+    auth = AsyncioAuthenticator(context)
+    auth.start()
+    for domain, clients_dir in policies.items():
+        auth.configure_curve(domain=domain,
+                             location=str(clients_dir) if clients_dir else zmq.auth.CURVE_ALLOW_ANY)
+    return auth

@@ -1,0 +1,87 @@
+"""The events the service publishes, version 1: multipart ``[topic, JSON]`` on the PUB socket.
+
+- ``score.<stream_id>``: one ``score`` event per scored window, then one ``end`` event when the stream
+  has ended and all its windows are scored (or dropped).
+- ``alert.<stream_id>``: ``raised`` and ``cleared``, each carrying the window that caused it.
+
+Both probabilities are published: ``p_spoof = 1 - p_bonafide``; ``threshold`` is on ``p_spoof``
+(a window is spoof evidence when ``p_spoof >= threshold``). See docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+EVENT_VERSION = 1
+SCORE_TOPIC = "score."
+ALERT_TOPIC = "alert."
+
+
+@dataclass(frozen=True)
+class WindowEvent:
+    """``score``, ``raised`` or ``cleared``: one window's verdict."""
+
+    event: str
+    stream_id: str
+    window: int
+    """0-based index of the window within its stream."""
+    start: float
+    end: float
+    """Media time of the window in seconds from the stream's first sample (16 kHz sample counts)."""
+    wall_time: float
+    """Unix time at publication."""
+    p_spoof: float
+    p_bonafide: float
+    threshold: float
+    alert: bool
+    """Whether the stream's alert is raised after this window."""
+    final: bool
+    """True for the stream's last window (the tail at end of stream)."""
+    model_id: str
+    latency_ms: float
+    """From the arrival of the window's last sample at the service to publication."""
+    v: int = EVENT_VERSION
+
+    @property
+    def topic(self) -> str:
+        return (SCORE_TOPIC if self.event == "score" else ALERT_TOPIC) + self.stream_id
+
+
+@dataclass(frozen=True)
+class EndEvent:
+    """``end``: the stream is over and every window of it has been published or dropped."""
+
+    stream_id: str
+    reason: str
+    """``end`` (sender said so), ``idle_timeout`` or ``shutdown``."""
+    duration: float
+    """Media seconds received (at 16 kHz)."""
+    windows: int
+    dropped: int
+    alert: bool
+    wall_time: float
+    model_id: str
+    event: str = "end"
+    v: int = EVENT_VERSION
+
+    @property
+    def topic(self) -> str:
+        return SCORE_TOPIC + self.stream_id
+
+
+Event = WindowEvent | EndEvent
+
+
+def encode_event(event: Event) -> list[bytes]:
+    """The multipart message for an event."""
+    return [event.topic.encode("utf-8"), json.dumps(asdict(event)).encode("utf-8")]
+
+
+def decode_event(payload: bytes | str) -> Event:
+    """Parse an event's JSON (the second part); unknown keys from newer v1 services are ignored."""
+    data: dict[str, Any] = json.loads(payload)
+    cls = EndEvent if data.get("event") == "end" else WindowEvent
+    known = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in known})

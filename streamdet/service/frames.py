@@ -1,0 +1,170 @@
+"""ZeroMQ ingest protocol, version 1: one audio frame = multipart ``[stream_id, header, payload]``.
+
+- ``stream_id``: 1 to 128 bytes of UTF-8 from ``[A-Za-z0-9._:@/-]`` (it becomes part of event topics).
+- ``header``: a JSON object: ``v`` (1), ``seq`` (int >= 0, strictly increasing per stream),
+  ``sample_rate`` (8000..48000), ``channels`` (1 or 2), ``format`` (``s16le`` | ``f32le``), optional
+  ``ts`` (sender's clock, seconds, informational) and ``end`` (true on the stream's last frame).
+  Unknown keys are ignored, so v1 senders may add fields.
+- ``payload``: interleaved little-endian samples; may be empty (a keep-alive, or a bare end marker).
+
+See docs/protocol.md. Parsing is pure: every problem is a ``ProtocolError`` whose ``reason`` is the
+label the service counts rejections under.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from streamdet.errors import ProtocolError
+
+PROTOCOL_VERSION = 1
+FORMATS: dict[str, np.dtype] = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}
+MIN_SAMPLE_RATE = 8_000
+MAX_SAMPLE_RATE = 48_000
+CHANNELS = (1, 2)
+MAX_HEADER_BYTES = 4_096
+STREAM_ID_PATTERN = re.compile(r"[A-Za-z0-9._:@/-]{1,128}")
+
+S16_SCALE = 32768.0
+"""int16 → float32 divides by 2**15, exactly as libsndfile (soundfile) reads PCM_16 files."""
+
+
+@dataclass(frozen=True)
+class IngestFrame:
+    """A parsed, validated frame; ``samples`` is float32 (frames, channels) in [-1, 1]."""
+
+    stream_id: str
+    seq: int
+    sample_rate: int
+    channels: int
+    format: str
+    samples: np.ndarray
+    end: bool = False
+    ts: float | None = None
+
+
+def _int_field(header: dict[str, Any], name: str, reason: str) -> int:
+    value = header.get(name)
+    # bool is an int in Python; `true` is not a sample rate.
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ProtocolError(reason, f"{name} must be an integer, got {value!r}")
+    return value
+
+
+def parse_stream_id(raw: bytes) -> str:
+    try:
+        stream_id = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProtocolError("bad_stream_id", "not UTF-8") from exc
+    if not STREAM_ID_PATTERN.fullmatch(stream_id):
+        raise ProtocolError("bad_stream_id", f"{stream_id[:40]!r} is not 1-128 chars of [A-Za-z0-9._:@/-]")
+    return stream_id
+
+
+def parse_header(raw: bytes) -> dict[str, Any]:
+    """Decode and validate the header JSON (without looking at the payload)."""
+    if len(raw) > MAX_HEADER_BYTES:
+        raise ProtocolError("bad_json", f"header of {len(raw)} bytes (max {MAX_HEADER_BYTES})")
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProtocolError("bad_json", str(exc)) from exc
+    if not isinstance(header, dict):
+        raise ProtocolError("bad_json", "header is not a JSON object")
+    if header.get("v") != PROTOCOL_VERSION or isinstance(header.get("v"), bool):
+        raise ProtocolError("bad_version", f"v={header.get('v')!r}, this service speaks v{PROTOCOL_VERSION}")
+    seq = _int_field(header, "seq", "bad_header")
+    if seq < 0:
+        raise ProtocolError("bad_header", f"seq must be >= 0, got {seq}")
+    if header.get("format") not in FORMATS:
+        raise ProtocolError("bad_format", f"format {header.get('format')!r}, expected one of {sorted(FORMATS)}")
+    rate = _int_field(header, "sample_rate", "bad_sample_rate")
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise ProtocolError("bad_sample_rate", f"{rate} Hz is outside {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE}")
+    channels = header.get("channels")
+    if channels not in CHANNELS or isinstance(channels, bool):
+        raise ProtocolError("bad_channels", f"channels={channels!r}, expected 1 or 2")
+    if not isinstance(header.get("end", False), bool):
+        raise ProtocolError("bad_header", "end must be a boolean")
+    ts = header.get("ts")
+    if ts is not None and (isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts)):
+        raise ProtocolError("bad_header", "ts must be a finite number")
+    return header
+
+
+def decode_payload(payload: bytes, fmt: str, channels: int) -> np.ndarray:
+    """Interleaved little-endian samples → float32 (frames, channels)."""
+    dtype = FORMATS[fmt]
+    frame_bytes = dtype.itemsize * channels
+    if len(payload) % frame_bytes:
+        raise ProtocolError("bad_payload_size", f"{len(payload)} bytes is not a multiple of {frame_bytes}")
+    raw = np.frombuffer(payload, dtype=dtype)
+    if fmt == "s16le":
+        samples = raw.astype(np.float32) / np.float32(S16_SCALE)
+    else:
+        samples = raw.astype(np.float32)  # copy: frombuffer is read-only and tied to the message
+        if not np.isfinite(samples).all():
+            raise ProtocolError("bad_samples", "NaN or infinite samples")
+    return samples.reshape(-1, channels)
+
+
+def parse_frame(parts: list[bytes], max_payload_bytes: int) -> IngestFrame:
+    """Validate a multipart message and decode its samples; raises ProtocolError(reason)."""
+    if len(parts) != 3:
+        raise ProtocolError("malformed", f"{len(parts)} parts, expected 3 (stream_id, header, payload)")
+    raw_id, raw_header, payload = parts
+    stream_id = parse_stream_id(raw_id)
+    if len(payload) > max_payload_bytes:
+        raise ProtocolError("oversize", f"payload of {len(payload)} bytes (max {max_payload_bytes})")
+    header = parse_header(raw_header)
+    return IngestFrame(
+        stream_id=stream_id,
+        seq=header["seq"],
+        sample_rate=header["sample_rate"],
+        channels=header["channels"],
+        format=header["format"],
+        samples=decode_payload(payload, header["format"], header["channels"]),
+        end=header.get("end", False),
+        ts=header.get("ts"),
+    )
+
+
+def encode_payload(samples: np.ndarray, fmt: str) -> bytes:
+    """float32 (frames, channels) or (frames,) in [-1, 1] → interleaved little-endian bytes.
+
+    s16le rounds ``x * 32768`` and clips, so audio read from a PCM_16 file goes back to the very
+    same integers (and the service recovers the very same floats).
+    """
+    if fmt == "s16le":
+        ints = np.clip(np.rint(np.asarray(samples, dtype=np.float64) * S16_SCALE), -32768, 32767)
+        return ints.astype("<i2").tobytes()
+    if fmt == "f32le":
+        return np.asarray(samples, dtype="<f4").tobytes()
+    raise ValueError(f"unknown format {fmt!r}")
+
+
+def encode_frame(
+    stream_id: str,
+    seq: int,
+    samples: np.ndarray,
+    sample_rate: int,
+    fmt: str = "s16le",
+    end: bool = False,
+    ts: float | None = None,
+) -> list[bytes]:
+    """Build the multipart message for one frame; ``samples`` is (frames, channels) or mono (frames,)."""
+    samples = np.asarray(samples)
+    channels = 1 if samples.ndim == 1 else samples.shape[1]
+    header: dict[str, Any] = {"v": PROTOCOL_VERSION, "seq": seq, "sample_rate": sample_rate,
+                              "channels": channels, "format": fmt}
+    if end:
+        header["end"] = True
+    if ts is not None:
+        header["ts"] = ts
+    return [stream_id.encode("utf-8"), json.dumps(header).encode("utf-8"), encode_payload(samples, fmt)]

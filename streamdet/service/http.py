@@ -1,0 +1,46 @@
+"""The service's HTTP side (aiohttp): /healthz, /readyz, /metrics.
+
+``build_app`` returns a plain ``web.Application`` that ``Service`` exposes as ``service.app``; other
+features add their routes to it before the service starts (aiohttp freezes the router then)::
+
+    service = Service(settings, scorer)
+    service.app.router.add_get("/events", my_sse_handler)   # handlers reach the service via
+    await service.start()                                     # request.app[SERVICE_KEY]
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from streamdet.service.server import Service
+
+SERVICE_KEY: web.AppKey[Service] = web.AppKey("streamdet_service")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Alive: the event loop answers."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready: the scorer is warm and the sockets are bound (503 before, and while shutting down)."""
+    service = request.app[SERVICE_KEY]
+    body = {"ready": service.ready, "model_id": service.model_id, "active_streams": service.active_streams}
+    return web.json_response(body, status=200 if service.ready else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    service = request.app[SERVICE_KEY]
+    return web.Response(body=service.metrics.render(), headers={"Content-Type": service.metrics.content_type})
+
+
+def build_app(service: Service) -> web.Application:
+    app = web.Application()
+    app[SERVICE_KEY] = service
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    return app

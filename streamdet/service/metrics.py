@@ -1,0 +1,44 @@
+"""Prometheus metrics of one service, on its own CollectorRegistry (several services can share a
+process, as the tests do). Rendered by ``/metrics``; issue 7's benchmark reads the same names."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+class ServiceMetrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry(auto_describe=True)
+        self.active_streams = Gauge("streamdet_active_streams", "Streams receiving audio", registry=r)
+        self.streams_started = Counter("streamdet_streams_started", "Streams started", registry=r)
+        self.streams_ended = Counter("streamdet_streams_ended", "Streams ended, by reason", ["reason"], registry=r)
+        self.frames = Counter("streamdet_ingest_frames", "Frames accepted", ["adapter"], registry=r)
+        self.rejects = Counter("streamdet_ingest_rejects", "Frames (or streams) rejected, by reason",
+                               ["reason"], registry=r)
+        self.windows_scored = Counter("streamdet_windows_scored", "Windows scored and published", registry=r)
+        self.windows_dropped = Counter("streamdet_windows_dropped", "Windows dropped before scoring, by reason",
+                                       ["reason"], registry=r)
+        self.queue_depth = Gauge("streamdet_queue_depth", "Windows waiting for the batcher", registry=r)
+        self.batch_size = Histogram("streamdet_batch_size", "Windows per scored batch", buckets=BATCH_BUCKETS,
+                                    registry=r)
+        self.batch_seconds = Histogram("streamdet_batch_seconds", "Time to score one batch",
+                                       buckets=LATENCY_BUCKETS, registry=r)
+        self.latency = Histogram("streamdet_latency_seconds",
+                                 "Arrival of a window's last sample to publication of its score",
+                                 buckets=LATENCY_BUCKETS, registry=r)
+        self.alerts = Counter("streamdet_alerts", "Alert transitions, by event", ["event"], registry=r)
+        self.ready = Gauge("streamdet_ready", "1 once the scorer is warm and sockets are bound", registry=r)
+
+    def track_queue_depth(self, depth: Callable[[], float]) -> None:
+        self.queue_depth.set_function(depth)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,113 @@
+"""Fans every event out to the ZeroMQ PUB socket and to in-process listeners.
+
+In-process listeners (a server-sent-events endpoint, a test, a dashboard) get their own bounded
+queue and iterate asynchronously::
+
+    async with publisher.listen("alert.") as events:
+        async for event in events:
+            ...
+
+A slow listener loses its oldest events (counted in ``listener.dropped``), never slows publishing.
+Iteration ends when the listener is closed or the publisher shuts down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+
+import zmq
+
+from streamdet.service.events import Event, encode_event
+
+log = logging.getLogger(__name__)
+
+_CLOSED = object()
+
+
+class EventListener:
+    """An async iterator over the events whose topic starts with ``prefix``."""
+
+    def __init__(self, publisher: EventPublisher, prefix: str, maxsize: int) -> None:
+        self.prefix = prefix
+        self.dropped = 0
+        self._publisher = publisher
+        self._queue: asyncio.Queue[object] = asyncio.Queue(maxsize + 1)  # +1: room for the end marker
+        self._maxsize = maxsize
+        self._closed = False
+
+    def _put(self, item: object) -> None:
+        if self._closed:
+            return
+        if self._queue.qsize() >= self._maxsize and item is not _CLOSED:
+            self._queue.get_nowait()
+            self.dropped += 1
+        self._queue.put_nowait(item)
+
+    def close(self) -> None:
+        """Stop listening; iteration ends after the events already queued."""
+        if not self._closed:
+            self._put(_CLOSED)
+            self._closed = True
+            self._publisher._listeners.discard(self)
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self
+
+    async def __anext__(self) -> Event:
+        item = await self._queue.get()
+        if item is _CLOSED:
+            raise StopAsyncIteration
+        return item  # type: ignore[return-value]
+
+    async def get(self, timeout: float | None = None) -> Event:
+        """The next event (raises TimeoutError, or StopAsyncIteration once closed)."""
+        return await asyncio.wait_for(self.__anext__(), timeout)
+
+    async def __aenter__(self) -> EventListener:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+
+class EventPublisher:
+    """Publishes events; ``socket`` is a bound PUB socket (sync API) or None for in-process only."""
+
+    def __init__(self, socket: zmq.Socket | None = None, listener_queue: int = 1_000,
+                 on_publish: Callable[[Event], None] | None = None) -> None:
+        self._socket = socket
+        self._listener_queue = listener_queue
+        self._listeners: set[EventListener] = set()
+        self._on_publish = on_publish
+        self.send_failures = 0
+
+    def listen(self, prefix: str = "", maxsize: int | None = None) -> EventListener:
+        """A new in-process listener for topics starting with ``prefix`` (e.g. ``alert.``)."""
+        listener = EventListener(self, prefix, maxsize or self._listener_queue)
+        self._listeners.add(listener)
+        return listener
+
+    def publish(self, event: Event) -> None:
+        topic = event.topic
+        if self._socket is not None:
+            try:
+                # PUB never blocks: ZeroMQ drops for a subscriber whose queue is full (its HWM).
+                self._socket.send_multipart(encode_event(event), flags=zmq.NOBLOCK)
+            except zmq.ZMQError as exc:
+                self.send_failures += 1
+                log.warning("publishing %s failed: %s", topic, exc)
+        for listener in list(self._listeners):
+            if topic.startswith(listener.prefix):
+                listener._put(event)
+        if self._on_publish is not None:
+            self._on_publish(event)
+
+    def close(self) -> None:
+        """End every listener's iteration and close the socket."""
+        for listener in list(self._listeners):
+            listener.close()
+        if self._socket is not None:
+            self._socket.close(linger=1000)
+            self._socket = None

@@ -1,0 +1,197 @@
+"""The stream registry: what every ingest adapter feeds, and where scored windows come back.
+
+Adapters call ``push(stream_id, samples, sample_rate, channels, seq=..., end=...)`` and ``end``;
+they know nothing of models. The registry keeps one ``StreamSession`` per live stream, enforces the
+limits (maximum streams, sequence order, idle timeout), hands complete windows to the batcher, and
+turns each scored window into events (score, alert transitions, and ``end`` once a stream is over).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+import numpy as np
+
+from streamdet.audio import SAMPLE_RATE
+from streamdet.errors import StreamRejectedError
+from streamdet.service.batcher import WindowJob
+from streamdet.service.events import EndEvent, WindowEvent
+from streamdet.service.metrics import ServiceMetrics
+from streamdet.service.publisher import EventPublisher
+from streamdet.service.stream import StreamConfig, StreamSession
+from streamdet.service.windower import Window
+
+log = logging.getLogger(__name__)
+
+ENDED_MEMORY = 4_096
+"""How many ended stream ids are remembered, to reject late frames of a stream that is over."""
+
+
+class StreamRegistry:
+    def __init__(
+        self,
+        config: StreamConfig,
+        submit: Callable[[WindowJob], None],
+        publisher: EventPublisher,
+        metrics: ServiceMetrics,
+        *,
+        threshold: float,
+        model_id: str,
+        max_streams: int = 256,
+        idle_timeout_s: float = 10.0,
+    ) -> None:
+        self.config = config
+        self.threshold = threshold
+        self.model_id = model_id
+        self.max_streams = max_streams
+        self.idle_timeout_s = idle_timeout_s
+        self._submit = submit
+        self._publisher = publisher
+        self._metrics = metrics
+        self._active: dict[str, StreamSession] = {}
+        self._ended: OrderedDict[str, None] = OrderedDict()
+        self.accepting = True
+
+    # --- the adapter side ------------------------------------------------------------------------
+
+    @property
+    def active(self) -> int:
+        return len(self._active)
+
+    def get(self, stream_id: str) -> StreamSession | None:
+        """The live stream of that id, if any."""
+        return self._active.get(stream_id)
+
+    def push(
+        self,
+        stream_id: str,
+        samples: np.ndarray,
+        sample_rate: int,
+        channels: int,
+        *,
+        seq: int | None = None,
+        end: bool = False,
+        arrival: float | None = None,
+    ) -> None:
+        """Accept one chunk of float32 (frames, channels) audio; raises StreamRejectedError.
+
+        ``seq`` (optional) must increase strictly within a stream. An ended stream's id is
+        refused until a sender starts it again with seq 0 (adapters without sequence numbers,
+        ``seq=None``, may reuse an id at once).
+        """
+        arrival = time.monotonic() if arrival is None else arrival
+        if not self.accepting:
+            raise StreamRejectedError("shutting_down", "the service is shutting down")
+        session = self._active.get(stream_id)
+        if session is None:
+            session = self._open(stream_id, seq, sample_rate, channels, arrival)
+        session.check(seq, sample_rate, channels)
+        self._enqueue(session, session.feed(samples, seq, arrival), arrival)
+        if end:
+            self.end(stream_id, "end")
+
+    def end(self, stream_id: str, reason: str = "end") -> None:
+        """End a live stream: its tail window is scored and its ``end`` event follows the last score."""
+        session = self._active.pop(stream_id, None)
+        if session is None:
+            return
+        self._ended[stream_id] = None
+        while len(self._ended) > ENDED_MEMORY:
+            self._ended.popitem(last=False)
+        self._metrics.active_streams.set(len(self._active))
+        self._metrics.streams_ended.labels(reason).inc()
+        log.info("stream %s ended (%s) after %.2f s", stream_id, reason, session.duration)
+        # The tail's latency runs from the end signal: the moment we knew no more samples would come.
+        self._enqueue(session, session.finish(reason), time.monotonic())
+        self._finish_if_done(session)
+
+    def end_all(self, reason: str) -> None:
+        for stream_id in list(self._active):
+            self.end(stream_id, reason)
+
+    def end_idle(self, now: float | None = None) -> list[str]:
+        """End the streams that sent nothing for ``idle_timeout_s``; returns their ids."""
+        now = time.monotonic() if now is None else now
+        idle = [sid for sid, s in self._active.items() if now - s.last_arrival >= self.idle_timeout_s]
+        for stream_id in idle:
+            self._metrics.rejects.labels("idle_timeout").inc()
+            log.warning("stream %s idle for %.1f s: ending it", stream_id, self.idle_timeout_s)
+            self.end(stream_id, "idle_timeout")
+        return idle
+
+    async def run_idle_reaper(self) -> None:
+        """Check for idle streams a few times per timeout, forever (cancel to stop)."""
+        interval = min(1.0, self.idle_timeout_s / 4)
+        while True:
+            await asyncio.sleep(interval)
+            self.end_idle()
+
+    def _open(self, stream_id: str, seq: int | None, sample_rate: int, channels: int,
+              arrival: float) -> StreamSession:
+        if stream_id in self._ended:
+            if seq not in (None, 0):
+                raise StreamRejectedError("stream_ended", f"stream {stream_id} has ended")
+            del self._ended[stream_id]  # a sender starting the id again from seq 0
+        if len(self._active) >= self.max_streams:
+            raise StreamRejectedError("max_streams", f"{self.max_streams} streams already active")
+        session = StreamSession(stream_id, sample_rate, channels, self.config, created=arrival,
+                                last_arrival=arrival)
+        self._active[stream_id] = session
+        self._metrics.streams_started.inc()
+        self._metrics.active_streams.set(len(self._active))
+        log.info("stream %s started: %d Hz, %d channel(s)", stream_id, sample_rate, channels)
+        return session
+
+    def _enqueue(self, session: StreamSession, windows: list[Window], arrival: float) -> None:
+        for window in windows:
+            session.pending += 1
+            self._submit(WindowJob(session, window, arrival))
+
+    # --- the batcher side ------------------------------------------------------------------------
+
+    def on_result(self, job: WindowJob, p_bonafide: float) -> None:
+        """Publish a scored window, and the alert transition it causes."""
+        session: StreamSession = job.key  # type: ignore[assignment]
+        session.pending -= 1
+        session.scored += 1
+        p_spoof = 1.0 - p_bonafide
+        transition = session.alerts.update(p_spoof >= self.threshold)
+        latency = time.monotonic() - job.arrival
+        start, end = job.window.seconds(SAMPLE_RATE)
+        fields = dict(
+            stream_id=session.stream_id, window=job.window.index, start=start, end=end,
+            wall_time=time.time(), p_spoof=p_spoof, p_bonafide=p_bonafide, threshold=self.threshold,
+            alert=session.alerts.raised, final=job.window.final, model_id=self.model_id,
+            latency_ms=latency * 1000.0,
+        )
+        self._publisher.publish(WindowEvent(event="score", **fields))
+        self._metrics.windows_scored.inc()
+        self._metrics.latency.observe(latency)
+        if transition is not None:
+            self._metrics.alerts.labels(transition).inc()
+            log.info("alert %s on stream %s at %.2f-%.2f s (p_spoof %.3f)", transition,
+                     session.stream_id, start, end, p_spoof)
+            self._publisher.publish(WindowEvent(event=transition, **fields))
+        self._finish_if_done(session)
+
+    def on_drop(self, job: WindowJob, reason: str) -> None:
+        session: StreamSession = job.key  # type: ignore[assignment]
+        session.pending -= 1
+        session.dropped += 1
+        self._metrics.windows_dropped.labels(reason).inc()
+        log.warning("stream %s: window %d dropped (%s)", session.stream_id, job.window.index, reason)
+        self._finish_if_done(session)
+
+    def _finish_if_done(self, session: StreamSession) -> None:
+        if not session.done or session.end_published:
+            return
+        session.end_published = True
+        self._publisher.publish(EndEvent(
+            stream_id=session.stream_id, reason=session.end_reason, duration=session.duration,
+            windows=session.scored, dropped=session.dropped, alert=session.alerts.raised,
+            wall_time=time.time(), model_id=self.model_id,
+        ))

@@ -1,0 +1,184 @@
+"""The service's settings: one pydantic-settings ``Settings`` with plain nested sections.
+
+Sources, highest priority first:
+
+1. explicit values (the ``serve`` command's flags, or keyword arguments in code);
+2. environment variables ``STREAMDET_<SECTION>__<FIELD>``, e.g. ``STREAMDET_SCORING__MAX_BATCH=4``;
+3. an optional TOML file (``--config configs/serve.toml``) with one table per section;
+4. the defaults below.
+
+Thresholds are spoof probabilities throughout the service: a window counts as spoof evidence when
+``p_spoof = 1 - p_bonafide >= threshold``. See ``resolve_threshold`` for where the value comes from.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from streamdet.audio import SAMPLE_RATE
+from streamdet.errors import ConfigError
+from streamdet.manifest import Calibration
+
+PAPER_THRESHOLD = 0.5
+"""The paper's operating point (FACTS §7): bona fide probability 0.5, i.e. spoof probability 0.5."""
+
+# The TOML file is chosen at run time, but pydantic-settings builds its sources per class; a context
+# variable hands the path to ``settings_customise_sources`` without a subclass per file.
+_toml_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("streamdet_toml", default=None)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class IngestSettings(_Section):
+    """ZeroMQ ingest (PULL socket)."""
+
+    endpoint: str = "tcp://127.0.0.1:5555"
+    curve_secret_key: Path | None = None
+    """Server certificate (``zmq.auth`` secret key file); set it to require CURVE on this socket."""
+    curve_clients_dir: Path | None = None
+    """Directory of allowed client public certificates; unset = any client that knows the server key."""
+    receive_hwm: int = Field(10_000, ge=1)
+
+
+class WindowSettings(_Section):
+    """Sliding windows, counted in 16 kHz samples."""
+
+    hop_samples: int = Field(SAMPLE_RATE, ge=1)
+    """Samples between window starts; 16,000 = one window per second of audio."""
+
+
+class ScoringSettings(_Section):
+    """The model and the batcher in front of it."""
+
+    engine: str | None = None  # a CM or engine path, or triton://HOST:PORT/MODEL
+    device: str = "auto"
+    w2v2_source: str | None = None
+    threads: int = Field(0, ge=0)
+    """Intra-op threads for the torch backend; 0 keeps torch's default."""
+    max_batch: int | None = Field(None, ge=1)
+    """Most windows per scored batch; None lets ``streamdet serve`` choose: 2 on CPU, where larger
+    batches of the Mel-LCNN cost more per window (its activations outgrow the caches), 32 on GPU."""
+    max_wait_ms: float = Field(10.0, ge=0)
+    """How long the batcher waits, after the oldest pending window arrived, for a fuller batch."""
+    max_pending_per_stream: int = Field(8, ge=1)
+    """Windows of one stream waiting to be scored; beyond it the oldest is dropped (and counted)."""
+
+
+class AlertSettings(_Section):
+    """The alert state machine and the ZeroMQ PUB socket that carries events."""
+
+    endpoint: str = "tcp://127.0.0.1:5556"
+    threshold: float | None = Field(None, ge=0.0, le=1.0)
+    """Spoof probability at or above which a window counts as spoof; None = manifest, else 0.5."""
+    k: int = Field(2, ge=1)
+    n: int = Field(3, ge=1)
+    m: int = Field(3, ge=1)
+    """Raise when k of the last n windows are at or above threshold; clear after m windows below."""
+    curve_secret_key: Path | None = None
+    curve_clients_dir: Path | None = None
+    send_hwm: int = Field(10_000, ge=1)
+    listener_queue: int = Field(1_000, ge=1)
+    """Events buffered per in-process listener before its oldest are dropped."""
+
+    @model_validator(mode="after")
+    def _k_within_n(self) -> AlertSettings:
+        if self.k > self.n:
+            raise ValueError(f"alerts.k ({self.k}) cannot exceed alerts.n ({self.n})")
+        return self
+
+
+class HttpSettings(_Section):
+    """The operations side: /healthz, /readyz, /metrics (and routes that extensions add)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+
+
+class LimitSettings(_Section):
+    """Bounds that keep one bad sender from hurting the others."""
+
+    max_streams: int = Field(256, ge=1)
+    max_frame_bytes: int = Field(1 << 20, ge=1)
+    idle_timeout_s: float = Field(10.0, gt=0)
+    """A stream that sends nothing for this long is ended (its last window scored, `end` published)."""
+    shutdown_timeout_s: float = Field(30.0, gt=0)
+    """How long a graceful shutdown waits for pending windows to be scored."""
+
+
+class Settings(BaseSettings):
+    """Everything ``streamdet serve`` can be told."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="STREAMDET_", env_nested_delimiter="__", extra="forbid", nested_model_default_partial_update=True
+    )
+
+    ingest: IngestSettings = IngestSettings()
+    window: WindowSettings = WindowSettings()
+    scoring: ScoringSettings = ScoringSettings()
+    alerts: AlertSettings = AlertSettings()
+    http: HttpSettings = HttpSettings()
+    limits: LimitSettings = LimitSettings()
+    log_format: Literal["text", "json"] = "text"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_file = _toml_file.get()
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+
+def load_settings(config: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Settings from ``overrides`` (nested dicts, e.g. from CLI flags) > environment > TOML > defaults."""
+    if config is not None:
+        config = Path(config)
+        if not config.is_file():
+            raise ConfigError(f"{config}: no such settings file")
+        try:
+            tomllib.loads(config.read_text())  # a clear message for syntax errors, before pydantic sees it
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{config}: invalid TOML: {exc}") from exc
+    token = _toml_file.set(config)
+    try:
+        return Settings(**(overrides or {}))
+    except ValidationError as exc:
+        where = f" (from {config})" if config else ""
+        raise ConfigError(f"invalid settings{where}: {exc}") from exc
+    finally:
+        _toml_file.reset(token)
+
+
+def resolve_threshold(configured: float | None, calibration: Calibration | None) -> tuple[float, str]:
+    """The spoof-probability threshold and where it came from: settings > CM manifest > the paper.
+
+    A manifest's ``Calibration.threshold`` is on the bona fide probability ("alert when P(bona fide)
+    falls below t"), so it becomes ``1 - t`` here. The two rules differ only when p_bonafide == t
+    exactly, where the manifest's strict "below" would not alert and ``p_spoof >= 1 - t`` does.
+    """
+    if configured is not None:
+        return float(configured), "settings"
+    if calibration is not None:
+        return 1.0 - float(calibration.threshold), f"manifest ({calibration.criterion})"
+    return PAPER_THRESHOLD, "paper default"

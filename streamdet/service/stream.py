@@ -1,0 +1,89 @@
+"""One stream's state, synchronous and free of I/O: sequence check, edge, windows, alert state."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from streamdet.audio import SAMPLE_RATE, WINDOW_SAMPLES
+from streamdet.errors import StreamRejectedError
+from streamdet.service.alerts import AlertStateMachine
+from streamdet.service.edge import EdgeResampler
+from streamdet.service.windower import Window, Windower
+
+
+@dataclass
+class StreamConfig:
+    """What every new stream is built with (from Settings)."""
+
+    hop: int = SAMPLE_RATE
+    window: int = WINDOW_SAMPLES
+    k: int = 2
+    n: int = 3
+    m: int = 3
+
+
+@dataclass(eq=False)  # identity semantics: a session is a dict key in the batcher
+class StreamSession:
+    """A live (or ending) stream. ``pending`` counts its windows queued or being scored."""
+
+    stream_id: str
+    sample_rate: int
+    channels: int
+    config: StreamConfig
+    created: float = field(default_factory=time.monotonic)
+    last_arrival: float = field(default_factory=time.monotonic)
+    last_seq: int | None = None
+    ended: bool = False
+    end_reason: str = ""
+    pending: int = 0
+    scored: int = 0
+    dropped: int = 0
+    end_published: bool = False
+
+    def __post_init__(self) -> None:
+        self.edge = EdgeResampler(self.sample_rate, self.channels)
+        self.windower = Windower(self.config.hop, self.config.window)
+        self.alerts = AlertStateMachine(self.config.k, self.config.n, self.config.m)
+
+    @property
+    def duration(self) -> float:
+        """Media seconds received so far, at 16 kHz."""
+        return self.windower.total / SAMPLE_RATE
+
+    def check(self, seq: int | None, sample_rate: int, channels: int) -> None:
+        """Refuse a frame that does not follow this stream's sequence or format."""
+        if self.ended:
+            raise StreamRejectedError("stream_ended", f"stream {self.stream_id} has ended")
+        if seq is not None and self.last_seq is not None:
+            if seq == self.last_seq:
+                raise StreamRejectedError("seq_repeated", f"seq {seq} already received")
+            if seq < self.last_seq:
+                raise StreamRejectedError("seq_out_of_order", f"seq {seq} after {self.last_seq}")
+        if (sample_rate, channels) != (self.sample_rate, self.channels):
+            raise StreamRejectedError(
+                "format_change",
+                f"{sample_rate} Hz x{channels} after {self.sample_rate} Hz x{self.channels}",
+            )
+
+    def feed(self, samples: np.ndarray, seq: int | None, arrival: float) -> list[Window]:
+        """Accept one (already checked) chunk; returns the windows it completed."""
+        if seq is not None:
+            self.last_seq = seq
+        self.last_arrival = arrival
+        return self.windower.push(self.edge.process(samples))
+
+    def finish(self, reason: str) -> list[Window]:
+        """End the stream: flush the resampler, return the remaining windows (tail included)."""
+        self.ended = True
+        self.end_reason = reason
+        windows = self.windower.push(self.edge.flush())
+        tail = self.windower.finish()
+        return windows + ([tail] if tail is not None else [])
+
+    @property
+    def done(self) -> bool:
+        """Ended and nothing left in flight: time for its `end` event."""
+        return self.ended and self.pending == 0

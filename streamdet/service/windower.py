@@ -1,0 +1,95 @@
+"""Cuts one 16 kHz sample stream into the CM's windows, counting samples, never wall-clock time.
+
+- The first window is samples [0, W) and is emitted as soon as W samples exist.
+- Then one every ``hop`` samples: [hop, hop + W), [2 hop, 2 hop + W), ...
+- At end of stream, one last window covering the tail [total - W, total), unless the last regular
+  window already ended there; a stream shorter than W gives one window, tiled to W with
+  ``streamdet.audio.fix_length`` as the paper pads short clips (its media span is [0, total)).
+
+Memory is bounded: the ring holds W samples, which is all the future windows (and the tail) need.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from streamdet.audio import WINDOW_SAMPLES, fix_length
+from streamdet.service.ring import SampleRing
+
+
+@dataclass(frozen=True)
+class Window:
+    """One window of a stream: ``samples`` (W float32) and its span in stream samples."""
+
+    index: int
+    start: int
+    end: int
+    samples: np.ndarray
+    final: bool = False
+
+    def seconds(self, sample_rate: int) -> tuple[float, float]:
+        return self.start / sample_rate, self.end / sample_rate
+
+
+class Windower:
+    """Push samples in, get complete windows out; ``finish`` gives the tail window."""
+
+    def __init__(self, hop: int, window: int = WINDOW_SAMPLES) -> None:
+        if hop < 1 or window < 1:
+            raise ValueError("hop and window must be positive")
+        self.hop = hop
+        self.window = window
+        self._ring = SampleRing(window)
+        self._next_start = 0
+        self._count = 0
+        self._last_end = 0
+        self._finished = False
+
+    @property
+    def total(self) -> int:
+        """Samples pushed so far."""
+        return self._ring.total
+
+    @property
+    def windows_emitted(self) -> int:
+        return self._count
+
+    def push(self, samples: np.ndarray) -> list[Window]:
+        if self._finished:
+            raise RuntimeError("windower already finished")
+        samples = np.asarray(samples, dtype=np.float32).reshape(-1)
+        out: list[Window] = []
+        offset = 0
+        # Feed up to each window boundary in turn, so that one large chunk cannot skip windows
+        # whose start the W-sample ring would otherwise have overwritten.
+        while offset < samples.size:
+            boundary = self._next_start + self.window
+            take = min(boundary - self.total, samples.size - offset)
+            if take > 0:
+                self._ring.extend(samples[offset:offset + take])
+                offset += take
+            if self.total == boundary:
+                out.append(self._emit(self._next_start, self._ring.latest(self.window)))
+                self._next_start += self.hop
+        return out
+
+    def finish(self) -> Window | None:
+        """The last window at end of stream, or None if there is nothing left to cover."""
+        if self._finished:
+            raise RuntimeError("windower already finished")
+        self._finished = True
+        total = self.total
+        if total == 0 or total == self._last_end:
+            return None
+        if total < self.window:
+            return self._emit(0, fix_length(self._ring.latest(total), self.window), end=total, final=True)
+        return self._emit(total - self.window, self._ring.latest(self.window), final=True)
+
+    def _emit(self, start: int, samples: np.ndarray, end: int | None = None, final: bool = False) -> Window:
+        end = start + self.window if end is None else end
+        window = Window(self._count, start, end, samples, final)
+        self._count += 1
+        self._last_end = end
+        return window

@@ -1,0 +1,89 @@
+"""``streamdet serve`` as a user runs it: a real subprocess, real sockets, SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+import pytest
+
+from streamdet.cli import main
+from streamdet.client import Sender, Subscriber
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def test_serve_without_engine_says_how_to_get_one(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.delenv("STREAMDET_SCORING__ENGINE", raising=False)
+    assert main(["serve"]) == 2
+    assert "offline pull codec_mellcnn --out engines/codec_mellcnn" in capsys.readouterr().err
+
+
+def test_serve_with_invalid_settings_exits_2(tmp_path: Path, capsys) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text("[alerts]\nk = 7\nn = 2\n")
+    assert main(["serve", "--config", str(config)]) == 2
+    assert "alerts.k" in capsys.readouterr().err
+
+
+async def _ready_line(stderr: asyncio.StreamReader) -> dict:
+    """Read JSON log lines until the service says it is ready; returns that line."""
+    while True:
+        line = await stderr.readline()
+        if not line:
+            raise AssertionError("serve exited before it was ready")
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if entry["message"].startswith("ready:"):
+            return entry
+
+
+async def _frames_received(http: str) -> float:
+    async with aiohttp.ClientSession() as session, session.get(f"{http}/metrics") as response:
+        for line in (await response.text()).splitlines():
+            if line.startswith('streamdet_ingest_frames_total{adapter="zmq"}'):
+                return float(line.split()[-1])
+    return 0.0
+
+
+async def test_sigterm_scores_the_in_flight_stream_and_exits_0(random_cm_dir: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "streamdet", "serve", "--engine", str(random_cm_dir), "--device", "cpu",
+        "--ingest", "tcp://127.0.0.1:*", "--events", "tcp://127.0.0.1:*", "--http-port", "0",
+        "--log-format", "json", "--threshold", "0.0", "--alert-k", "1", "--alert-n", "1",
+        env=env, stderr=asyncio.subprocess.PIPE)
+    try:
+        ready = await asyncio.wait_for(_ready_line(proc.stderr), 120)
+        # "ready: ingest tcp://..., events tcp://..., http http://..."
+        parts = dict(p.strip().split(" ", 1) for p in ready["message"][len("ready:"):].split(","))
+        drain = asyncio.create_task(proc.stderr.read())  # keep the pipe from filling up
+
+        async with Subscriber(parts["events"]) as subscriber:
+            await subscriber.wait_connected()
+            async with Sender(parts["ingest"]) as sender:
+                audio = np.zeros((40_000, 1), np.float32)  # 2.5 s: less than one window, never ended
+                for seq, start in enumerate(range(0, len(audio), 4_000)):
+                    await sender.send_frame("inflight", seq, audio[start:start + 4_000], 16000)
+                while await _frames_received(parts["http"]) < 10:
+                    await asyncio.sleep(0.05)
+                proc.send_signal(signal.SIGTERM)
+                events = [await subscriber.recv(timeout=60) for _ in range(3)]
+        assert await asyncio.wait_for(proc.wait(), 60) == 0
+        await drain
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    score, raised, end = events
+    assert (score.event, score.final, score.start, score.end) == ("score", True, 0.0, 2.5)
+    assert raised.event == "raised"  # threshold 0: any window is spoof evidence
+    assert (end.event, end.reason, end.windows, end.duration) == ("end", "shutdown", 1, 2.5)

@@ -1,0 +1,65 @@
+"""CURVE on the ingest and event sockets, with keys generated on the spot, over loopback."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+import zmq.auth
+
+from streamdet.client import Sender, Subscriber
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> dict[str, Path]:
+    clients = tmp_path / "clients"
+    clients.mkdir()
+    server_public, server_secret = zmq.auth.create_certificates(tmp_path, "server")
+    allowed_public, allowed_secret = zmq.auth.create_certificates(tmp_path, "allowed")
+    _, stranger_secret = zmq.auth.create_certificates(tmp_path, "stranger")
+    Path(allowed_public).rename(clients / "allowed.key")
+    return {"server_public": Path(server_public), "server_secret": Path(server_secret), "clients": clients,
+            "allowed": Path(allowed_secret), "stranger": Path(stranger_secret)}
+
+
+async def curve_service(start_service, kit, keys, clients_dir=None):
+    section = {"curve_secret_key": keys["server_secret"], "curve_clients_dir": clients_dir}
+    return await start_service(kit.FakeScorer(0.1), ingest=dict(section), alerts=dict(section))
+
+
+async def test_curve_clients_send_and_subscribe(kit, start_service, keys) -> None:
+    service = await curve_service(start_service, kit, keys)
+    async with Subscriber(service.events_endpoint, ["alert."], server_key=keys["server_public"]) as sub:
+        await sub.wait_connected()
+        async with Sender(service.ingest_endpoint, server_key=keys["server_public"]) as sender:
+            await sender.send_array("secret-call", kit.tone(5.0), 16000)
+        event = await sub.recv(timeout=20)
+    assert (event.event, event.stream_id) == ("raised", "secret-call")
+
+
+async def test_plain_sender_is_not_heard(kit, start_service, keys) -> None:
+    service = await curve_service(start_service, kit, keys)
+    sender = Sender(service.ingest_endpoint)
+    try:
+        # The handshake never succeeds, so the PUSH socket may have no peer and wait for one.
+        await asyncio.wait_for(sender.send_array("plain", kit.tone(0.5), 16000), 2)
+    except TimeoutError:
+        pass
+    await asyncio.sleep(0.3)
+    assert service.active_streams == 0 and service.registry.get("plain") is None
+    await sender.close(linger_s=0)
+
+
+async def test_clients_directory_admits_only_known_clients(kit, start_service, keys) -> None:
+    service = await curve_service(start_service, kit, keys, clients_dir=keys["clients"])
+    listener = service.listen()
+    for who in ("stranger", "allowed"):
+        sender = Sender(service.ingest_endpoint, server_key=keys["server_public"], client_secret_key=keys[who])
+        try:  # the stranger's handshake is denied: its socket may wait for a peer forever
+            await asyncio.wait_for(sender.send_array(who, kit.tone(0.5), 16000), 5)
+        except TimeoutError:
+            assert who == "stranger"
+        await sender.close(linger_s=0.5)
+    assert (await listener.get(10)).stream_id == "allowed"
+    assert service.registry.get("stranger") is None

@@ -1,0 +1,78 @@
+"""Protocol v1 parsing: every bad case is a ProtocolError with its counter label."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from streamdet.errors import ProtocolError
+from streamdet.service.frames import decode_payload, encode_frame, encode_payload, parse_frame
+
+LIMIT = 1 << 20
+
+
+def header(**fields) -> bytes:
+    base = {"v": 1, "seq": 0, "sample_rate": 16000, "channels": 1, "format": "s16le"}
+    base.update(fields)
+    return json.dumps({k: v for k, v in base.items() if v is not None}).encode()
+
+
+def test_roundtrip_stereo_f32() -> None:
+    samples = np.random.default_rng(0).uniform(-1, 1, (100, 2)).astype(np.float32)
+    frame = parse_frame(encode_frame("s.1", 7, samples, 44100, "f32le", end=True, ts=1.5), LIMIT)
+    assert (frame.stream_id, frame.seq, frame.sample_rate, frame.channels, frame.end, frame.ts) == (
+        "s.1", 7, 44100, 2, True, 1.5)
+    np.testing.assert_array_equal(frame.samples, samples)
+
+
+def test_s16le_scaling_matches_soundfile() -> None:
+    ints = np.array([-32768, -1, 0, 1, 32767], dtype="<i2")
+    decoded = decode_payload(ints.tobytes(), "s16le", 1)
+    np.testing.assert_array_equal(decoded[:, 0], ints.astype(np.float32) / np.float32(32768.0))
+    # float → s16le → float is the identity on values that came from 16-bit PCM
+    np.testing.assert_array_equal(decode_payload(encode_payload(decoded, "s16le"), "s16le", 1), decoded)
+
+
+def test_empty_payload_is_allowed() -> None:
+    frame = parse_frame([b"a", header(end=True), b""], LIMIT)
+    assert frame.samples.shape == (0, 1) and frame.end
+
+
+def test_unknown_header_keys_are_ignored() -> None:
+    raw = json.loads(header())
+    raw["future_field"] = {"x": 1}
+    assert parse_frame([b"a", json.dumps(raw).encode(), b"\0\0"], LIMIT).samples.shape == (1, 1)
+
+
+BAD = {
+    "malformed": [b"a", header()],
+    "malformed_4": [b"a", header(), b"", b""],
+    "bad_stream_id": [b"bad id!", header(), b""],
+    "bad_stream_id_utf8": [b"\xff\xfe", header(), b""],
+    "bad_json": [b"a", b"{not json", b""],
+    "bad_json_array": [b"a", b"[1, 2]", b""],
+    "bad_version": [b"a", header(v=2), b""],
+    "bad_header_seq": [b"a", header(seq=-1), b""],
+    "bad_header_seq_missing": [b"a", header(seq=None), b""],
+    "bad_header_end": [b"a", header(end="yes"), b""],
+    "bad_header_ts": [b"a", header(ts="now"), b""],
+    "bad_format": [b"a", header(format="mp3"), b""],
+    "bad_sample_rate": [b"a", header(sample_rate=96000), b""],
+    "bad_sample_rate_bool": [b"a", header(sample_rate=True), b""],
+    "bad_channels": [b"a", header(channels=6), b""],
+    "bad_payload_size": [b"a", header(channels=2), b"\0" * 6],
+    "bad_samples": [b"a", header(format="f32le"), np.array([np.nan], "<f4").tobytes()],
+    "oversize": [b"a", header(), b"\0" * (LIMIT + 2)],
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_frames_are_refused_with_their_reason(case: str) -> None:
+    with pytest.raises(ProtocolError) as excinfo:
+        parse_frame(BAD[case], LIMIT)
+    expected = next(r for r in ("bad_stream_id", "bad_json", "bad_version", "bad_header", "bad_format",
+                                "bad_sample_rate", "bad_channels", "bad_payload_size", "bad_samples",
+                                "oversize", "malformed") if case.startswith(r))
+    assert excinfo.value.reason == expected
