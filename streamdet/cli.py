@@ -14,7 +14,7 @@ import sys
 
 from streamdet.errors import StreamdetError
 
-COMMANDS: tuple[str, ...] = ("serve", "send", "subscribe")
+COMMANDS: tuple[str, ...] = ("serve", "send", "subscribe", "whip_send")
 
 
 def build_parser() -> argparse.ArgumentParser:

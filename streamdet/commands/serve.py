@@ -35,18 +35,27 @@ FLAGS: tuple[tuple[str, str, str, Any, str], ...] = (
     ("--max-streams", "limits", "max_streams", int, "most concurrent streams"),
     ("--max-frame-bytes", "limits", "max_frame_bytes", int, "largest accepted payload"),
     ("--idle-timeout", "limits", "idle_timeout_s", float, "end a stream silent for this many seconds"),
+    # WebRTC ingest (WHIP) on the HTTP port; prefer STREAMDET_WHIP__TOKEN to a token on the command line.
+    ("--whip-token", "whip", "token", str, "bearer token WHIP publishers must send"),
+    ("--whip-max-peers", "whip", "max_peers", int, "most WebRTC peers at once"),
+    ("--whip-silence-timeout", "whip", "silence_timeout_s", float, "close a WHIP peer silent this many seconds"),
+    ("--whip-ice-addresses", "whip", "ice_addresses", str,
+     "comma-separated host addresses offered as ICE candidates (default: every interface's)"),
 )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "serve", help="run the streaming detector",
-        description="Score live audio streams (ZeroMQ ingest) and publish scores and alerts (ZeroMQ PUB). "
+        description="Score live audio streams (ZeroMQ and WebRTC/WHIP ingest) and publish scores and alerts "
+                    "(ZeroMQ PUB; a monitoring page at http://HOST:PORT/). "
                     "Settings: flags > STREAMDET_* environment > --config TOML > defaults.")
     parser.add_argument("--config", type=Path, help="TOML settings file (see configs/serve.toml)")
     for flag, _section, _field, kind, help_text in FLAGS:
         parser.add_argument(flag, type=kind, help=help_text)
     parser.add_argument("--no-http", action="store_true", help="do not serve /healthz, /readyz, /metrics")
+    parser.add_argument("--no-whip", action="store_true", help="no WebRTC ingest (POST /whip/<stream_id>)")
+    parser.add_argument("--no-page", action="store_true", help="no monitoring page (/ and /events)")
     parser.add_argument("--log-format", choices=["text", "json"], help="log lines as text or JSON")
     parser.set_defaults(func=run)
 
@@ -60,6 +69,10 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
             overrides.setdefault(section, {})[field] = value
     if args.no_http:
         overrides.setdefault("http", {})["enabled"] = False
+    if args.no_whip:
+        overrides.setdefault("whip", {})["enabled"] = False
+    if args.no_page:
+        overrides.setdefault("http", {})["page"] = False
     if args.log_format:
         overrides["log_format"] = args.log_format
     return overrides

@@ -36,6 +36,16 @@ class ServiceMetrics:
                                  buckets=LATENCY_BUCKETS, registry=r)
         self.alerts = Counter("streamdet_alerts", "Alert transitions, by event", ["event"], registry=r)
         self.ready = Gauge("streamdet_ready", "1 once the scorer is warm and sockets are bound", registry=r)
+        # WebRTC ingest (WHIP); its accepted audio frames count in streamdet_ingest_frames{adapter="whip"}.
+        self.whip_rejects = Counter("streamdet_whip_rejects", "WHIP requests refused, by reason", ["reason"],
+                                    registry=r)
+        self.whip_sessions = Counter("streamdet_whip_sessions", "WHIP sessions accepted (201)", registry=r)
+        self.whip_closed = Counter("streamdet_whip_sessions_closed", "WHIP sessions closed, by reason",
+                                   ["reason"], registry=r)
+        self.whip_peers = Gauge("streamdet_whip_peers", "WebRTC peer connections open", registry=r)
+        self.whip_concealed = Counter("streamdet_whip_concealed_seconds",
+                                      "Silence inserted for audio lost in transit (RTP timestamp gaps)",
+                                      registry=r)
 
     def track_queue_depth(self, depth: Callable[[], float]) -> None:
         self.queue_depth.set_function(depth)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
 import zmq
@@ -35,6 +36,9 @@ from streamdet.service.publisher import EventListener, EventPublisher
 from streamdet.service.registry import StreamRegistry
 from streamdet.service.settings import Settings, resolve_threshold
 from streamdet.service.stream import StreamConfig
+
+if TYPE_CHECKING:
+    from streamdet.service.ingest.whip import WhipIngest
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +65,8 @@ class Service:
         """The HTTP app: add routes before ``start``."""
         self.zmq_ingest = ZmqIngest(settings.ingest, settings.limits.max_frame_bytes)
         self._ingests: list[IngestAdapter] = [self.zmq_ingest]
+        self.whip = self._add_http_features(settings)
+        """The WHIP adapter (None when WHIP or HTTP is off)."""
         self.ready = False
         self.events_endpoint = settings.alerts.endpoint
         self.http_port: int | None = None
@@ -166,6 +172,24 @@ class Service:
             await self.stop()
 
     # --- pieces ----------------------------------------------------------------------------------
+
+    def _add_http_features(self, settings: Settings) -> WhipIngest | None:
+        """WHIP ingest and the monitoring page: routes on ``self.app``, so only with HTTP on.
+        Imported here so that a service without them never loads aiortc."""
+        if not settings.http.enabled:
+            return None
+        if settings.http.page:
+            from streamdet.service.web import add_routes
+
+            add_routes(self.app)
+        if not settings.whip.enabled:
+            return None
+        from streamdet.service.ingest.whip import WhipIngest
+
+        whip = WhipIngest(settings.whip)
+        whip.add_routes(self.app)
+        self._ingests.append(whip)
+        return whip
 
     def _warm_up(self, max_batch: int) -> None:
         # The first call at a new batch size builds kernels (oneDNN, cuDNN): pay for the common

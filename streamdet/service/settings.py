@@ -18,7 +18,15 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -106,6 +114,34 @@ class HttpSettings(_Section):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+    page: bool = True
+    """The monitoring page at ``/`` and its server-sent event stream ``/events``."""
+
+
+class WhipSettings(_Section):
+    """WebRTC ingest over WHIP (RFC 9725) on the HTTP side: ``POST /whip/<stream_id>`` (needs ``http``)."""
+
+    enabled: bool = True
+    token: SecretStr | None = None
+    """Bearer token publishers must send (``Authorization: Bearer ...``); None = no authentication."""
+    max_peers: int = Field(64, ge=1)
+    """Most WebRTC peer connections at once; more are refused with 503."""
+    silence_timeout_s: float = Field(5.0, gt=0)
+    """A peer whose audio track delivers no frame for this long is closed and its stream ended."""
+    connect_timeout_s: float = Field(15.0, gt=0)
+    """A peer that has not connected (ICE + DTLS) this long after its offer is closed."""
+    ice_addresses: list[str] = []
+    """Host addresses offered as ICE candidates, e.g. ``["127.0.0.1"]``; empty = every interface's
+    (aioice's default, which leaves out loopback). Applies process-wide (aioice has no per-connection
+    option). No STUN or TURN server is used: the service answers with host candidates only."""
+
+    @field_validator("ice_addresses", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        # The serve flag and plain environment values give "a,b"; JSON lists pass through.
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
 
 class LimitSettings(_Section):
@@ -131,6 +167,7 @@ class Settings(BaseSettings):
     scoring: ScoringSettings = ScoringSettings()
     alerts: AlertSettings = AlertSettings()
     http: HttpSettings = HttpSettings()
+    whip: WhipSettings = WhipSettings()
     limits: LimitSettings = LimitSettings()
     log_format: Literal["text", "json"] = "text"
 
