@@ -14,7 +14,7 @@ import sys
 
 from streamdet.errors import StreamdetError
 
-COMMANDS = ("import_checkpoint", "pull", "download", "evaluate", "prepare_features", "check_features", "train", "export", "data", "calibrate")
+COMMANDS = ("import_checkpoint", "pull", "download", "evaluate", "prepare_features", "check_features", "train", "export", "data", "calibrate", "field_splits")
 
 
 def build_parser() -> argparse.ArgumentParser:

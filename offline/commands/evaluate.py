@@ -7,17 +7,30 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from offline import datasets
+from offline.channels import CHANNELS, get_channel
 from offline.evaluate import ConditionResult, evaluate_condition, utterance_name
-from offline.metrics import paper_eer
+from offline.metrics import compute_eer, paper_eer
 from offline.plots import plot_confusion_matrix
 from offline.scorefiles import read_scores, score_file_condition, write_scores
+from offline.streaming_eval import (
+    AlertPolicy,
+    StreamResult,
+    format_table,
+    plot_det,
+    replay,
+    resolve_threshold,
+    summarise,
+    write_windows,
+)
 from offline.tables import CONDITIONS, TableRow, render_table
 from streamdet.errors import ConfigError
 from streamdet.manifest import PAPER_NAMES
 from streamdet.scoring import open_scorer
+from streamdet.scoring.base import Scorer
 
 # Codecfake's ALM test conditions are the paper's A03 (VALL-E) and A04 (VALL-E X).
 CODECFAKE_COLUMNS = {"A1": "A03", "A2": "A04"}
@@ -45,7 +58,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
     p.add_argument("--w2v2-source", help="hub id or local directory of XLS-R (W2V2 CMs)")
-    p.add_argument("--threshold", type=float, default=0.5, help="bona fide threshold of the confusion matrices")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="bona fide threshold: of the confusion matrices (default 0.5); with --streaming, alert "
+                   "when P(bona fide) < it (default: the CM manifest's calibration, else 0.5)")
+    s = p.add_argument_group("streaming (field) evaluation: the service's windowing and alert rule")
+    s.add_argument("--streaming", action="store_true",
+                   help="replay every clip (or --calls-minutes calls) through the service's windower and "
+                   "k-of-n alert state machine; report false alerts per hour, fakes alerted within --within s, "
+                   "median time to first alert, window EER (offline/streaming_eval.py)")
+    s.add_argument("--calls-minutes", type=float, metavar="M",
+                   help="chain the clips of each list and class, in list order, into calls of about M minutes")
+    s.add_argument("--channel", default="wideband", metavar="NAME",
+                   help=f"channel applied to every clip first (default wideband): {', '.join(CHANNELS)}")
+    s.add_argument("--seed", type=int, default=0, help="seed of the channel's randomness (packet loss)")
+    s.add_argument("--serve-config", type=Path, metavar="TOML",
+                   help="streamdet serve settings to take hop and k/n/m from (default: the service's defaults)")
+    s.add_argument("--hop", type=int, help="samples between window starts (default: the service's, 16000)")
+    s.add_argument("--alert-k", type=int, help="raise when k of the last n windows are spoof (default: service)")
+    s.add_argument("--alert-n", type=int, help="n of the k-of-n rule (default: service)")
+    s.add_argument("--alert-m", type=int, help="clear after m windows in a row below (default: service)")
+    s.add_argument("--within", type=float, default=5.0, help="seconds for 'alerted within' (default 5)")
     p.set_defaults(func=run)
 
 
@@ -100,6 +132,8 @@ def _report_failures(results: list[ConditionResult]) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.streaming:
+        return _run_streaming(args)
     if args.scores:
         return _run_scores(args)
     if not args.engine:
@@ -119,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         for r in results:
             write_scores(args.out / f"{r.condition}_result.txt", [utterance_name(u) for u in r.utterances],
                          r.scores, r.labels)
-            plot_confusion_matrix(r.confusion(args.threshold), args.out / f"{r.condition}_confusion.png",
+            plot_confusion_matrix(r.confusion(0.5 if args.threshold is None else args.threshold), args.out / f"{r.condition}_confusion.png",
                                   f"{scorer.model_id} on {r.condition}")
     eer = {r.condition: r.eer for r in results if len(r.utterances)}
     manifest = getattr(scorer, "contract", None)
@@ -128,3 +162,113 @@ def run(args: argparse.Namespace) -> int:
                   {"model_id": scorer.model_id, "counts": {r.condition: len(r.utterances) for r in results},
                    "failures": {p: f for r in results for p, f in r.failures.items()}})
     return _report_failures(results)
+
+
+def _policy(args: argparse.Namespace, scorer: Scorer) -> tuple[AlertPolicy, str]:
+    from streamdet.service.server import scorer_calibration
+    from streamdet.service.settings import load_settings
+
+    settings = load_settings(args.serve_config)
+    threshold, source = resolve_threshold(args.threshold, scorer_calibration(scorer))
+    a = settings.alerts
+    k = args.alert_k if args.alert_k is not None else a.k
+    n = args.alert_n if args.alert_n is not None else max(a.n, k)
+    m = args.alert_m if args.alert_m is not None else a.m
+    if not 1 <= k <= n or m < 1:
+        raise ConfigError(f"need 1 <= k <= n and m >= 1, got k={k} n={n} m={m}")
+    hop = args.hop if args.hop is not None else settings.window.hop_samples
+    if hop < 1:
+        raise ConfigError(f"--hop must be positive, got {hop}")
+    return AlertPolicy(threshold, hop, k, n, m, scorer.contract.window_samples), source
+
+
+def _run_streaming(args: argparse.Namespace) -> int:
+    if not args.engine:
+        raise ConfigError("--streaming needs a CM directory (or engine) to score with")
+    get_channel(args.channel)
+    if args.calls_minutes is not None and args.calls_minutes <= 0:
+        raise ConfigError("--calls-minutes must be positive")
+    sets = _test_sets(args)
+    if not sets:
+        raise ConfigError("name at least one test set (--alm-add, --asvspoof2019, --itw, --codecfake, --list)")
+    scorer = open_scorer(args.engine, device=args.device, w2v2_source=args.w2v2_source, max_batch=args.batch_size)
+    policy, source = _policy(args, scorer)
+    calls_seconds = None if args.calls_minutes is None else 60.0 * args.calls_minutes
+    streams: dict[str, list[StreamResult]] = {}
+    failures: dict[str, str] = {}
+    with tqdm(total=sum(len(u) for u in sets.values()), unit="clip", desc="replaying", disable=None) as bar:
+        for condition, utterances in sets.items():
+            bar.set_postfix_str(condition)
+            streams[condition], failed = replay(scorer, condition, utterances, policy, channel=args.channel,
+                                                seed=args.seed, calls_seconds=calls_seconds,
+                                                batch_size=args.batch_size, on_progress=bar.update)
+            failures.update(failed)
+    pooled = [s for group in streams.values() for s in group]
+    report: dict[str, object] = {
+        "cm": scorer.model_id,
+        "engine": str(args.engine),
+        "channel": args.channel,
+        "seed": args.seed,
+        "threshold": policy.threshold,
+        "threshold_source": source,
+        "rule": "a window is spoof evidence when P(bona fide) < threshold",
+        "hop": policy.hop, "k": policy.k, "n": policy.n, "m": policy.m, "window": policy.window,
+        "earliest_alert_s": policy.earliest_alert_s,
+        "calls_minutes": args.calls_minutes,
+        "within_s": args.within,
+        "conditions": {c: summarise(group, policy, args.within) for c, group in streams.items() if group},
+        "all": summarise(pooled, policy, args.within),
+        "window_eer_vs_all_real": _eer_vs_all_real(streams),
+        "failures": failures,
+    }
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "streaming.json").write_text(json.dumps(report, indent=2) + "\n")
+        write_windows(args.out / "windows.tsv", pooled, policy)
+        curves = {"all": _class_scores(pooled)}
+        curves.update({c: _class_scores(_real_and(streams, c)) for c in report["window_eer_vs_all_real"]})
+        plot_det(args.out / "det.png", curves, f"{scorer.model_id}, channel {args.channel}\n"
+                 "window DET: all real windows against each set's fakes; o = threshold", policy.threshold)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        calls = f", calls of {args.calls_minutes:g} min" if args.calls_minutes else ", one stream per clip"
+        print(f"{scorer.model_id}, channel {args.channel}{calls}: alert when P(bona fide) < {policy.threshold:.6g} "
+              f"({source}), {policy.k} of {policy.n} windows every {policy.hop / 16000:g} s, clear after {policy.m}")
+        print(format_table(report))
+        if report["window_eer_vs_all_real"]:
+            print("window EER of every real window against each set's fakes: " + ", ".join(
+                f"{c} {v:.2f} %" for c, v in report["window_eer_vs_all_real"].items()))
+    return _report_failures_map(failures)
+
+
+def _real_and(streams: dict[str, list[StreamResult]], condition: str) -> list[StreamResult]:
+    """Every real stream, and the fake streams of one condition."""
+    real = [s for group in streams.values() for s in group if s.label == 0]
+    return real + [s for s in streams[condition] if s.label == 1]
+
+
+def _eer_vs_all_real(streams: dict[str, list[StreamResult]]) -> dict[str, float]:
+    """Per condition with fakes: window EER (%) of all real windows against its fake windows."""
+    out = {}
+    for condition in streams:
+        real, fake = _class_scores(_real_and(streams, condition))
+        if real.size and fake.size:
+            out[condition] = 100.0 * compute_eer(real, fake)[0]
+    return out
+
+
+def _class_scores(streams: list[StreamResult]) -> tuple[np.ndarray, np.ndarray]:
+    """(real window scores, fake window scores) of some streams."""
+    real = [s.scores for s in streams if s.label == 0]
+    fake = [s.scores for s in streams if s.label == 1]
+    return (np.concatenate(real) if real else np.zeros(0), np.concatenate(fake) if fake else np.zeros(0))
+
+
+def _report_failures_map(failures: dict[str, str]) -> int:
+    if not failures:
+        return 0
+    print(f"offline evaluate: {len(failures)} file(s) could not be read and were not replayed:", file=sys.stderr)
+    for path, reason in failures.items():
+        print(f"  {path}: {reason}", file=sys.stderr)
+    return 1

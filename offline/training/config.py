@@ -15,7 +15,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from offline.features.specs import (
     DATASET_KINDS,
@@ -92,11 +92,56 @@ class RuntimeConfig(StrictModel):
     """Mixed precision on CUDA (ignored on CPU)."""
     amp_dtype: Literal["bfloat16", "float16"] = "bfloat16"
     """bfloat16 needs no loss scaling and has float32's range, which raw mel power needs."""
+    channels_last: bool | None = None
+    """LCNN activations in channels-last layout (None: on CPU only, where oneDNN runs it 2-4x faster)."""
     deterministic: bool = True
     """torch.use_deterministic_algorithms (warn-only where an op has no deterministic kernel)."""
     num_workers: int = Field(default=4, ge=0)
     progress: bool = True
     tensorboard: bool = True
+
+
+class AugmentConfig(StrictModel):
+    """On-the-fly training augmentation (waveform in, so mel architectures computing mel on the fly).
+
+    Every training example draws, from a generator seeded by (train.seed, epoch, item index), in this
+    order: a random crop of a clip longer than the window (``random_crop``; else its first window, as
+    evaluation scores), a gain (``gain_db``), and with probability ``probability`` one channel of
+    ``channels`` (uniformly; repeat a name to weight it), applied to the window. The same example
+    therefore sees the same draw in a resumed run and a different one in the next epoch. Validation
+    items get one fixed draw each (``dev = true``), so the selection loss covers the same channels.
+    """
+
+    channels: list[str] = Field(default_factory=list)
+    """Channel names of ``offline.channels`` (``ulaw``, ``opus16k``, chains such as ``ulaw+loss5``)."""
+    probability: Annotated[float, Field(ge=0, le=1)] = 1.0
+    random_crop: bool = False
+    gain_db: tuple[float, float] | None = None
+    """Uniform gain range in dB, e.g. [-10, 6]; the result is clipped to [-1, 1] as a sound card would."""
+    dev: bool = True
+
+    @field_validator("channels")
+    @classmethod
+    def _known_channels(cls, channels: list[str]) -> list[str]:
+        from offline.channels import get_channel
+
+        for name in channels:
+            try:
+                get_channel(name)
+            except ConfigError as exc:  # as a ValueError, so that pydantic names the key
+                raise ValueError(str(exc)) from None
+        return channels
+
+    @field_validator("gain_db")
+    @classmethod
+    def _ordered_gain(cls, gain: tuple[float, float] | None) -> tuple[float, float] | None:
+        if gain is not None and gain[0] > gain[1]:
+            raise ValueError(f"gain_db must be [low, high], got {list(gain)}")
+        return gain
+
+    @property
+    def active(self) -> bool:
+        return bool(self.channels and self.probability > 0) or self.random_crop or self.gain_db is not None
 
 
 class ExperimentConfig(StrictModel):
@@ -109,6 +154,18 @@ class ExperimentConfig(StrictModel):
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    init_from: AbsPath | None = None
+    """A CM directory whose backend weights start the training (fine-tuning); same architecture."""
+
+    @model_validator(mode="after")
+    def _augment_needs_waveforms(self) -> ExperimentConfig:
+        if self.augment.active and self.frontend is not None:
+            raise ValueError(
+                "augment works on waveforms: only mel architectures with features.cache_mel = false "
+                "(the W2V2 and cached-mel pipelines read precomputed features)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _distinct_caches(self) -> ExperimentConfig:

@@ -18,6 +18,7 @@ from torch.utils.data import ConcatDataset, Dataset, Sampler
 from offline.datasets import BONAFIDE, Utterance
 from offline.features.cache import FeatureCache, FeatureCacheError
 from offline.features.specs import FrontendSpec
+from offline.training.augment import AugmentedWaveformDataset
 from offline.training.config import ExperimentConfig
 from streamdet.audio import load_window
 
@@ -76,7 +77,13 @@ def build_split(config: ExperimentConfig, role: str) -> Split:
     frontend = config.frontend
     if frontend is None:
         utterances = [u for spec in specs for u in spec.read(check_audio=True)]
-        return Split(WaveformDataset(utterances), [u.label for u in utterances], [s.label for s in specs])
+        augment = config.augment
+        dataset: Dataset
+        if augment.active and (role == "train" or augment.dev):
+            dataset = AugmentedWaveformDataset(utterances, augment, config.train.seed)
+        else:
+            dataset = WaveformDataset(utterances)
+        return Split(dataset, [u.label for u in utterances], [s.label for s in specs])
     parts = []
     for spec in specs:
         # The audio is not needed once cached, so it is not required to exist any more.
@@ -130,7 +137,7 @@ def _listed(items: list[str], what: str) -> str:
     return f"{len(items)} item(s) {what}: {', '.join(items[:_SHOWN])}{more}"
 
 
-class ShardSampler(Sampler[int]):
+class ShardSampler(Sampler):
     """This process's share of a dataset: a seeded per-epoch permutation (training) or fixed order.
 
     The permutation depends only on (seed, epoch), so a resumed run draws the same batches. Training
@@ -139,9 +146,13 @@ class ShardSampler(Sampler[int]):
     never pads, so its loss is exact (it only meets the other processes in one final all-reduce).
     """
 
-    def __init__(self, size: int, rank: int, world: int, *, shuffle: bool, seed: int) -> None:
+    def __init__(self, size: int, rank: int, world: int, *, shuffle: bool, seed: int, keyed: bool = False) -> None:
         self.size, self.rank, self.world = size, rank, world
         self.shuffle, self.seed = shuffle, seed
+        self.keyed = keyed
+        """Yield ``(index, epoch)`` keys (for datasets whose items depend on the epoch: augmentation).
+        The key travels with the index to the loader's worker processes, so a persistent worker
+        never needs to be told the epoch."""
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -155,8 +166,11 @@ class ShardSampler(Sampler[int]):
         padding = -len(order) % self.world
         return order + (order * (padding // max(len(order), 1) + 1))[:padding]
 
-    def __iter__(self) -> Iterator[int]:
-        return iter(self._order()[self.rank :: self.world])
+    def __iter__(self) -> Iterator[int | tuple[int, int]]:
+        mine = self._order()[self.rank :: self.world]
+        if self.keyed:
+            return iter([(i, self.epoch) for i in mine])
+        return iter(mine)
 
     def __len__(self) -> int:
         total = self.size + (-self.size % self.world if self.shuffle else 0)

@@ -40,14 +40,15 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from offline.features.cache import atomic_write_text
+from offline.training.augment import AugmentedWaveformDataset
 from offline.training.config import ExperimentConfig, read_config_data, validate_config
 from offline.training.data import ShardSampler, Split, build_split
 from offline.training.distributed import DistContext, init_distributed
 from offline.training.runlog import RunLog
 from offline.training.snapshot import load_snapshot, save_snapshot
-from streamdet.cm import build_backend, save_cm
+from streamdet.cm import build_backend, read_cm_manifest, save_cm, state_dict_sha256
 from streamdet.errors import CheckpointError, ConfigError
-from streamdet.manifest import CMManifest
+from streamdet.manifest import WEIGHTS_NAME, CMManifest
 from streamdet.models.mel import MelFrontend
 
 log = logging.getLogger(__name__)
@@ -135,6 +136,23 @@ class _Trainer:
         if batch % context.world:
             raise ConfigError(f"train.batch_size {batch} does not divide over {context.world} processes")
         self.batch_per_rank = batch // context.world
+        channels_last = config.runtime.channels_last
+        if channels_last is None:
+            channels_last = self.device.type == "cpu" and config.architecture.endswith("lcnn")
+        self.channels_last = bool(channels_last)
+
+    def _load_initial_weights(self, cm_dir: Path) -> None:
+        """Fine-tuning: start from a CM's backend weights (hash checked by load_cm)."""
+        manifest = read_cm_manifest(cm_dir)
+        if manifest.architecture != self.config.architecture:
+            raise ConfigError(f"init_from {cm_dir} is a {manifest.architecture}, this run trains a "
+                              f"{self.config.architecture}")
+        try:
+            self.backend.load_state_dict(_backend_weights(cm_dir), strict=True)
+        except RuntimeError as exc:
+            raise CheckpointError(f"init_from {cm_dir}: weights do not fit {manifest.architecture}: {exc}") from exc
+        if self.ctx.is_main:
+            log.info("initial weights from %s (%s)", cm_dir, manifest.model_id)
 
     # -- setup -------------------------------------------------------------------------------------
     def _check_run_dir(self, resume: bool) -> None:
@@ -157,7 +175,12 @@ class _Trainer:
     def _build(self) -> None:
         config = self.config
         seed_everything(config.train.seed)
-        self.backend = build_backend(config.architecture).to(self.device)
+        self.backend = build_backend(config.architecture)
+        if config.init_from is not None:
+            self._load_initial_weights(config.init_from)
+        self.backend = self.backend.to(self.device)
+        if self.channels_last:
+            self.backend = self.backend.to(memory_format=torch.channels_last)
         self.model: nn.Module = self.backend
         if self.ctx.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -176,7 +199,8 @@ class _Trainer:
         self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
 
     def _loader(self, split: Split, *, shuffle: bool) -> tuple[DataLoader, ShardSampler]:
-        sampler = ShardSampler(len(split), self.ctx.rank, self.ctx.world, shuffle=shuffle, seed=self.config.train.seed)
+        sampler = ShardSampler(len(split), self.ctx.rank, self.ctx.world, shuffle=shuffle, seed=self.config.train.seed,
+                               keyed=isinstance(split.dataset, AugmentedWaveformDataset))
         workers = self.config.runtime.num_workers
         loader = DataLoader(
             split.dataset,
@@ -270,8 +294,10 @@ class _Trainer:
         x = x.to(self.device, non_blocking=True)
         if self.frontend is not None:
             with torch.no_grad():
-                return self.frontend(x)
-        return x.float()  # cached features are stored in fp16
+                x = self.frontend(x)
+        else:
+            x = x.float()  # cached features are stored in fp16
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def _train_one_epoch(self, epoch: int, loader: DataLoader, state: dict[str, Any], runlog: RunLog) -> float:
         self.model.train()
@@ -329,7 +355,9 @@ class _Trainer:
 
     # -- files -------------------------------------------------------------------------------------
     def _backend_state(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().cpu().clone() for k, v in self.backend.state_dict().items()}
+        # contiguous_format: a channels-last backend's weights are saved in the usual layout.
+        return {k: v.detach().cpu().clone(memory_format=torch.contiguous_format)
+                for k, v in self.backend.state_dict().items()}
 
     def _save_best(self, epoch: int, val_loss: float) -> None:
         path = self.run_dir / BEST_PATTERN.format(epoch)
@@ -366,17 +394,49 @@ class _Trainer:
     def _export_cm(self, state: dict[str, Any], train_split: Split, cm_dir: Path) -> None:
         config = self.config
         best_path = self.run_dir / BEST_PATTERN.format(state["best_epoch"])
+        trained_on = " + ".join(_relative(source) for source in train_split.sources)
+        if config.description:
+            trained_on = f"{config.description}. Data: {trained_on}"
+        if config.augment.active:
+            a = config.augment
+            trained_on += (f"; augmented: channels {a.channels} with probability {a.probability:g}"
+                           + (", random crops" if a.random_crop else "")
+                           + (f", gain {list(a.gain_db)} dB" if a.gain_db else ""))
+        source = (f"offline train {_relative_path(self.run_dir)}: epoch {state['best_epoch']} of {config.schedule.epochs}, "
+                  f"lowest validation loss {state['best_val_loss']:.6f}")
+        if config.init_from is not None:
+            source += f"; fine-tuned from {read_cm_manifest(config.init_from).model_id} ({_relative_path(config.init_from)})"
         manifest = CMManifest(
             name=config.name,
             architecture=config.architecture,
             w2v2_source=config.features.w2v2_source if config.is_w2v2 else None,
             w2v2_layer=config.features.w2v2_layer,
-            trained_on=" + ".join(train_split.sources),
-            source=(
-                f"offline train {self.run_dir}: epoch {state['best_epoch']} of {config.schedule.epochs}, "
-                f"lowest validation loss {state['best_val_loss']:.6f}"
-            ),
+            trained_on=trained_on,
+            source=source,
         )
         save_cm(cm_dir, load_file(str(best_path)), manifest)
         log.info("selected epoch %d (val loss %.5f) -> %s", state["best_epoch"], state["best_val_loss"], cm_dir)
 
+
+def _backend_weights(cm_dir: Path) -> dict[str, torch.Tensor]:
+    """A CM's backend state dict without building its (W2V2) front-end; hash checked."""
+    manifest = read_cm_manifest(cm_dir)
+    state = load_file(str(Path(cm_dir) / WEIGHTS_NAME))
+    if manifest.weights_sha256 and state_dict_sha256(state) != manifest.weights_sha256:
+        raise CheckpointError(f"{cm_dir}: weights do not match the manifest's hash")
+    return state
+
+
+def _relative_path(path: Path) -> Path:
+    """``path`` relative to the working directory when it lies under it, so that a shipped manifest
+    does not carry one machine's paths."""
+    try:
+        return Path(path).relative_to(Path.cwd())
+    except ValueError:
+        return Path(path)
+
+
+def _relative(source: str) -> str:
+    """A dataset label (``list:/abs/data/field/train.txt``) with its path made relative."""
+    kind, sep, rest = source.partition(":")
+    return f"{kind}:{_relative_path(Path(rest))}" if sep and rest.startswith("/") else source

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import asyncio
 import signal
 from pathlib import Path
@@ -88,16 +89,27 @@ def run(args: argparse.Namespace) -> int:
     if settings.log_format == "json":
         use_json_logs()
     scoring = settings.scoring
-    if scoring.engine is None:
-        raise ConfigError(f"no engine to score with; {PULL_HINT}")
+    engine = scoring.engine or _shipped_cm(PULL_HINT)
     if scoring.threads:
         import torch
 
         torch.set_num_threads(scoring.threads)
-    scorer = open_scorer(scoring.engine, device=scoring.device, w2v2_source=scoring.w2v2_source,
+    scorer = open_scorer(engine, device=scoring.device, w2v2_source=scoring.w2v2_source,
                          max_batch=scoring.max_batch or default_max_batch(scoring.device))
     asyncio.run(_serve(settings, scorer))
     return 0
+
+
+def _shipped_cm(pull_hint: str) -> str:
+    """The CM shipped inside the package (issue 8's telephone-robust Mel-LCNN), used without --engine."""
+    from streamdet.manifest import MANIFEST_NAME
+    from streamdet.pretrained import default_cm_dir
+
+    directory = default_cm_dir()
+    if not (directory / MANIFEST_NAME).is_file():
+        raise ConfigError(f"no engine given and the shipped CM is missing ({directory}); {pull_hint}")
+    logging.getLogger(__name__).info("no --engine given: scoring with the shipped CM %s", directory)
+    return str(directory)
 
 
 def default_max_batch(device: str) -> int:

@@ -19,10 +19,42 @@ from streamdet.client import Sender, Subscriber
 REPO = Path(__file__).resolve().parents[3]
 
 
-def test_serve_without_engine_says_how_to_get_one(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+def test_serve_without_engine_or_shipped_cm_says_how_to_get_one(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys
+) -> None:
+    import streamdet.pretrained
+
     monkeypatch.delenv("STREAMDET_SCORING__ENGINE", raising=False)
+    monkeypatch.setattr(streamdet.pretrained, "PRETRAINED_DIR", tmp_path)
     assert main(["serve"]) == 2
     assert "offline pull codec_mellcnn --out engines/codec_mellcnn" in capsys.readouterr().err
+
+
+async def test_serve_without_engine_scores_with_the_shipped_cm() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "STREAMDET_SCORING__ENGINE"}
+    env["PYTHONPATH"] = str(REPO)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "streamdet", "serve", "--device", "cpu", "--ingest", "tcp://127.0.0.1:*",
+        "--events", "tcp://127.0.0.1:*", "--http-port", "0", "--log-format", "json",
+        env=env, stderr=asyncio.subprocess.PIPE)
+    try:
+        messages = []
+        while True:
+            line = await asyncio.wait_for(proc.stderr.readline(), 120)
+            assert line, "serve exited before it was ready"
+            try:
+                messages.append(json.loads(line)["message"])
+            except json.JSONDecodeError:
+                continue
+            if messages[-1].startswith("ready:"):
+                break
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 60) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert any("shipped CM" in m and "telephone_mellcnn" in m for m in messages), messages
 
 
 def test_serve_with_invalid_settings_exits_2(tmp_path: Path, capsys) -> None:
