@@ -10,7 +10,7 @@ import argparse
 
 from streamdet import cmdline
 
-COMMANDS: tuple[str, ...] = ("serve", "send", "subscribe", "whip_send")
+COMMANDS: tuple[str, ...] = ("serve", "send", "subscribe", "bench", "whip_send")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import asyncio
+import logging
 import signal
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ FLAGS: tuple[tuple[str, str, str, Any, str], ...] = (
     ("--device", "scoring", "device", str, "auto | cpu | cuda | cuda:N"),
     ("--w2v2-source", "scoring", "w2v2_source", str, "XLS-R location for W2V2 CMs (hub id or directory)"),
     ("--threads", "scoring", "threads", int, "torch intra-op threads (0 = torch's default)"),
+    ("--workers", "scoring", "workers", int, "threads scoring parts of a batch concurrently (torch, CPU)"),
     ("--max-batch", "scoring", "max_batch", int, "most windows per scored batch"),
     ("--max-wait-ms", "scoring", "max_wait_ms", float, "longest wait for a fuller batch"),
     ("--max-pending", "scoring", "max_pending_per_stream", int, "windows queued per stream before dropping"),
@@ -90,12 +91,9 @@ def run(args: argparse.Namespace) -> int:
         use_json_logs()
     scoring = settings.scoring
     engine = scoring.engine or _shipped_cm(PULL_HINT)
-    if scoring.threads:
-        import torch
-
-        torch.set_num_threads(scoring.threads)
     scorer = open_scorer(engine, device=scoring.device, w2v2_source=scoring.w2v2_source,
-                         max_batch=scoring.max_batch or default_max_batch(scoring.device))
+                         max_batch=scoring.max_batch or default_max_batch(scoring.device),
+                         threads=scoring.threads or None, workers=scoring.workers)
     asyncio.run(_serve(settings, scorer))
     return 0
 

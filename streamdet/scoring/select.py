@@ -40,7 +40,8 @@ def _manifest_kind(directory: Path) -> tuple[str, dict[str, object]]:
     return str(data.get("format", "")), data
 
 
-def _open(engine: str | Path, device: str, w2v2_source: str | None, max_batch: int) -> Scorer:
+def _open(engine: str | Path, device: str, w2v2_source: str | None, max_batch: int,
+          threads: int | None = None, workers: int = 1) -> Scorer:
     text = str(engine)
     if text.startswith(TRITON_SCHEME):
         from streamdet.scoring.triton_scorer import TritonScorer
@@ -50,22 +51,23 @@ def _open(engine: str | Path, device: str, w2v2_source: str | None, max_batch: i
     if path.is_file() and path.suffix in ONNX_SUFFIXES:
         from streamdet.scoring.onnx_scorer import OnnxScorer
 
-        return OnnxScorer(path, device=device, max_batch=max_batch)
+        return OnnxScorer(path, device=device, max_batch=max_batch, threads=threads)
     if path.is_file() and path.suffix in PLAN_SUFFIXES:
         from streamdet.scoring.tensorrt_scorer import TensorRTScorer
 
         return TensorRTScorer(path, device="cuda" if device == "auto" else device, max_batch=max_batch)
     if path.name == MANIFEST_NAME and path.is_file():
-        return _open(path.parent, device, w2v2_source, max_batch)
+        return _open(path.parent, device, w2v2_source, max_batch, threads, workers)
     if path.is_dir() and (path / MANIFEST_NAME).is_file():
         kind, data = _manifest_kind(path)
         if kind == "streamdet-cm":
             from streamdet.scoring.torch_scorer import TorchScorer
 
-            return TorchScorer(path, device=device, w2v2_source=w2v2_source, max_batch=max_batch)
+            return TorchScorer(path, device=device, w2v2_source=w2v2_source, max_batch=max_batch,
+                               threads=threads, workers=workers)
         if kind == "streamdet-engine" and data.get("engine") in ENGINE_FILES:
             file = str(data.get("file") or ENGINE_FILES[str(data["engine"])])
-            return _open(path / file, device, w2v2_source, max_batch)
+            return _open(path / file, device, w2v2_source, max_batch, threads, workers)
         raise ManifestError(f"{path / MANIFEST_NAME}: not a CM or a local engine (format {kind!r})")
     if path.is_dir() and (path / "config.pbtxt").is_file():
         raise ManifestError(
@@ -85,9 +87,12 @@ def open_scorer(
     *,
     sample_rate: int | None = None,
     window_samples: int | None = None,
+    threads: int | None = None,
+    workers: int = 1,
 ) -> Scorer:
-    """A scorer for ``engine`` (see the table above); checks the input contract when given one."""
-    scorer = _open(engine, device, w2v2_source, max_batch)
+    """A scorer for ``engine`` (see the table above); checks the input contract when given one.
+    ``threads``: intra-op threads (torch, ONNX Runtime); ``workers``: see ``TorchScorer``."""
+    scorer = _open(engine, device, w2v2_source, max_batch, threads, workers)
     if sample_rate is not None or window_samples is not None:
         try:
             scorer.contract.check_compatible(

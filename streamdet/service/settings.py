@@ -76,6 +76,10 @@ class ScoringSettings(_Section):
     w2v2_source: str | None = None
     threads: int = Field(0, ge=0)
     """Intra-op threads for the torch backend; 0 keeps torch's default."""
+    workers: int = Field(1, ge=1)
+    """Threads scoring the parts of a batch concurrently (torch on CPU), each with ``threads`` intra-op
+    threads (0: the cores divided among them). 2 with threads 1 keeps both cores of a 2-core machine
+    busy without OpenMP's spin-waiting (docs/benchmarks.md)."""
     max_batch: int | None = Field(None, ge=1)
     """Most windows per scored batch; None lets ``streamdet serve`` choose: 2 on CPU, where larger
     batches of the Mel-LCNN cost more per window (its activations outgrow the caches), 32 on GPU."""

@@ -1,0 +1,366 @@
+"""Service load driver: N concurrent real-time streams through ``streamdet serve`` over ZeroMQ.
+
+One step = N streams of ``duration`` seconds of 16 kHz audio, each sent in ``chunk_ms`` frames at
+real-time pace (a frame leaves when its last sample would have been captured), their starts spread
+over the first hop as independent calls would be. Every ``score`` event is matched to the frame that
+carried its window's last sample:
+
+    end-to-end latency = time the score event is received − time that frame was sent
+
+both on this process's monotonic clock. A step also records windows/s, drops (the service's
+``/metrics`` counters and the ``end`` events), windows that never came (expected from the stream
+lengths), the server's CPU use and resident memory (from /proc of its pid), this client's own CPU use
+(it shares the machine), and how late the client sent frames (a client that cannot keep real-time
+pace offers less load than it claims; such a step fails).
+
+The service is started or reached with ``streamdet.bench.server``. One pacing loop sends every
+stream's frames through one ``Sender`` (``streamdet.client``), so the driver stays cheap on a small
+machine that it shares with the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from streamdet.audio import SAMPLE_RATE, WINDOW_SAMPLES, load_audio
+from streamdet.bench.server import BenchError, Endpoints, ProcessStats, metrics_delta, scrape_metrics
+from streamdet.bench.stats import latency_summary
+from streamdet.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+WHIP_FRAME_SAMPLES = SAMPLE_RATE * 20 // 1000
+"""The WHIP sender's frame at 16 kHz (``streamdet.client.whip_sender.FRAME_MS`` = 20 ms)."""
+
+# --- what is sent -----------------------------------------------------------------------------------
+
+
+def expected_windows(total: int, hop: int, window: int = WINDOW_SAMPLES) -> int:
+    """Windows the service emits for a stream of ``total`` samples (``streamdet.service.windower``):
+    one per hop once a window is full, plus a tail window unless the last one ended at the end."""
+    if total <= 0:
+        return 0
+    if total < window:
+        return 1
+    regular = (total - window) // hop + 1
+    last_end = (regular - 1) * hop + window
+    return regular + (1 if last_end != total else 0)
+
+
+def stream_audio(index: int, samples: int, clips: Sequence[np.ndarray] = ()) -> np.ndarray:
+    """``samples`` of mono 16 kHz audio for stream ``index``: the clips looped (each stream starting at
+    another clip), else a tone plus noise that differs per stream."""
+    if clips:
+        pieces, total, i = [], 0, index
+        while total < samples:
+            pieces.append(clips[i % len(clips)])
+            total += len(pieces[-1])
+            i += 1
+        return np.concatenate(pieces)[:samples].astype(np.float32)
+    rng = np.random.default_rng(index)
+    t = np.arange(samples) / SAMPLE_RATE
+    signal = 0.1 * np.sin(2 * np.pi * (120 + 40 * index) * t) + 0.02 * rng.standard_normal(samples)
+    return signal.astype(np.float32)
+
+
+def load_clips(paths: Sequence[str | Path]) -> list[np.ndarray]:
+    """Audio files decoded to mono 16 kHz (the rate the streams are sent at)."""
+    clips = [load_audio(p) for p in paths]
+    if any(len(c) == 0 for c in clips):
+        raise ConfigError("an --audio file holds no samples")
+    return clips
+
+
+@dataclass
+class StreamPlan:
+    stream_id: str
+    audio: np.ndarray
+    start_offset_s: float
+    transport: str = "zmq"
+    """``zmq`` (protocol v1 frames, 16 kHz s16le) or ``whip`` (WebRTC, Opus at 48 kHz, via aiortc)."""
+
+
+@dataclass
+class StepConfig:
+    """One load step: how many streams, for how long, how they are cut and paced."""
+
+    streams: int
+    duration_s: float
+    hop_s: float = 1.0
+    chunk_ms: float = 20.0
+    settle_s: float = 30.0
+    """After the last frame: how long to wait for the remaining scores and ``end`` events."""
+    seed: int = 0
+    id_prefix: str = "bench"
+    fmt: str = "s16le"
+    whip_streams: int = 0
+    """How many of the streams (the first ones) go over WHIP instead of ZeroMQ."""
+    whip_ice_addresses: tuple[str, ...] = ("127.0.0.1",)
+
+    @property
+    def hop_samples(self) -> int:
+        return round(self.hop_s * SAMPLE_RATE)
+
+    @property
+    def chunk_samples(self) -> int:
+        return max(1, round(SAMPLE_RATE * self.chunk_ms / 1000.0))
+
+
+def plan_streams(config: StepConfig, clips: Sequence[np.ndarray] = ()) -> list[StreamPlan]:
+    """The step's streams, their starts spread uniformly over the first hop."""
+    samples = round(config.duration_s * SAMPLE_RATE)
+    rng = np.random.default_rng(config.seed)
+    offsets = rng.uniform(0.0, config.hop_s, config.streams)
+    return [StreamPlan(f"{config.id_prefix}-{i:03d}", stream_audio(i, samples, clips), float(offsets[i]),
+                       "whip" if i < config.whip_streams else "zmq")
+            for i in range(config.streams)]
+
+
+# --- what comes back --------------------------------------------------------------------------------
+
+
+@dataclass
+class StreamRecord:
+    """Send times of one stream's frames, and what came back for it."""
+
+    plan: StreamPlan
+    chunk: int
+    sent: list[float] = field(default_factory=list)
+    scores: int = 0
+    end: dict[str, Any] | None = None
+
+    def frame_of(self, end_sample: int) -> int:
+        """Index of the frame holding sample ``end_sample - 1`` (the window's last)."""
+        last_frame = -(-len(self.plan.audio) // self.chunk) - 1
+        return min(max(end_sample - 1, 0) // self.chunk, last_frame)
+
+
+class Tracker:
+    """Matches score events to frame send times; collects latencies and per-stream counts."""
+
+    def __init__(self, plans: Sequence[StreamPlan], chunk: int) -> None:
+        self.records = {p.stream_id: StreamRecord(p, chunk if p.transport == "zmq" else WHIP_FRAME_SAMPLES)
+                        for p in plans}
+        self.latencies: list[float] = []
+        self.by_transport: dict[str, list[float]] = {}
+        self.service_latencies: list[float] = []
+        self.unmatched = 0
+        self.foreign = 0
+        self.first_score_at: float | None = None
+        self.last_score_at: float | None = None
+
+    def on_event(self, event: Any, received: float) -> None:
+        record = self.records.get(event.stream_id)
+        if record is None:
+            self.foreign += 1  # another client's stream on a shared service
+            return
+        if event.event == "end":
+            record.end = {"windows": event.windows, "dropped": event.dropped, "reason": event.reason}
+            return
+        if event.event != "score":
+            return
+        record.scores += 1
+        if self.first_score_at is None:
+            self.first_score_at = received
+        self.last_score_at = received
+        index = record.frame_of(round(event.end * SAMPLE_RATE))
+        if index >= len(record.sent):
+            self.unmatched += 1  # a score before its last sample was sent: impossible unless ids clash
+            return
+        latency = received - record.sent[index]
+        self.latencies.append(latency)
+        self.by_transport.setdefault(record.plan.transport, []).append(latency)
+        self.service_latencies.append(event.latency_ms / 1000.0)
+
+    @property
+    def ended(self) -> int:
+        return sum(1 for r in self.records.values() if r.end is not None)
+
+
+# --- one step ---------------------------------------------------------------------------------------
+
+
+async def _pace(sender: Any, plans: Sequence[StreamPlan], tracker: Tracker, config: StepConfig,
+                lags: list[float]) -> None:
+    """Send every stream's frames at real-time pace from one loop (a heap of due times)."""
+    chunk = config.chunk_samples
+    start = time.monotonic() + 0.05
+    heap: list[tuple[float, int, int]] = []  # (due time, stream index, frame index)
+    for i, plan in enumerate(plans):
+        if plan.transport != "zmq":
+            continue
+        first_end = min(chunk, len(plan.audio))
+        heapq.heappush(heap, (start + plan.start_offset_s + first_end / SAMPLE_RATE, i, 0))
+    while heap:
+        due, i, k = heap[0]
+        now = time.monotonic()
+        if due > now:
+            await asyncio.sleep(due - now)
+            continue
+        heapq.heappop(heap)
+        plan = plans[i]
+        begin, end = k * chunk, min((k + 1) * chunk, len(plan.audio))
+        last = end == len(plan.audio)
+        await sender.send_frame(plan.stream_id, k, plan.audio[begin:end], SAMPLE_RATE, config.fmt, end=last,
+                                ts=time.time())
+        sent = time.monotonic()
+        tracker.records[plan.stream_id].sent.append(sent)
+        lags.append(max(0.0, sent - due))
+        if not last:
+            next_end = min((k + 2) * chunk, len(plan.audio))
+            heapq.heappush(heap, (start + plan.start_offset_s + next_end / SAMPLE_RATE, i, k + 1))
+
+
+async def _publish_whip(http: str | None, plans: Sequence[StreamPlan], tracker: Tracker, config: StepConfig,
+                        errors: list[str]) -> None:
+    """The WHIP streams, each from its start offset, through ``streamdet.client.whip_sender`` (aiortc
+    paces 20 ms frames in real time and reports each frame's end sample and send time)."""
+    plans = [p for p in plans if p.transport == "whip"]
+    if not plans:
+        return
+    if not http:
+        raise BenchError("WHIP streams need the service's HTTP address (--http)")
+    from streamdet.client.whip_sender import publish_array_async
+
+    async def one(plan: StreamPlan) -> None:
+        record = tracker.records[plan.stream_id]
+        await asyncio.sleep(plan.start_offset_s)
+        try:
+            await publish_array_async(plan.audio, SAMPLE_RATE, http, stream_id=plan.stream_id,
+                                      ice_addresses=list(config.whip_ice_addresses),
+                                      on_frame=lambda _end, sent: record.sent.append(sent))
+        except Exception as exc:  # noqa: BLE001 - one failed publisher is a result, not a crash
+            errors.append(f"{plan.stream_id}: {type(exc).__name__}: {exc}")
+
+    await asyncio.gather(*(one(plan) for plan in plans))
+
+
+async def _follow(subscriber: Any, tracker: Tracker, streams: int) -> None:
+    while tracker.ended < streams:
+        event = await subscriber.recv()
+        tracker.on_event(event, time.monotonic())
+
+
+async def _sample_rss(stats: ProcessStats, peak: list[int], interval_s: float = 0.5) -> None:
+    while True:
+        rss = stats.rss_bytes()
+        if rss is not None:
+            peak[0] = max(peak[0], rss)
+        await asyncio.sleep(interval_s)
+
+
+async def run_step(endpoints: Endpoints, config: StepConfig, clips: Sequence[np.ndarray] = (),
+                   server_pid: int | None = None) -> dict[str, Any]:
+    """Drive one step against a running service; returns its measurements (see the module docstring)."""
+    from streamdet.client import Sender, Subscriber
+
+    if config.streams < 1 or config.duration_s <= 0:
+        raise ConfigError("a load step needs at least one stream and a positive duration")
+    plans = plan_streams(config, clips)
+    tracker = Tracker(plans, config.chunk_samples)
+    stats = ProcessStats(server_pid)
+    lags: list[float] = []
+    whip_errors: list[str] = []
+    peak_rss = [0]
+    metrics_before = await asyncio.to_thread(scrape_metrics, endpoints.http)
+    cpu_before, client_cpu_before = stats.cpu_seconds(), time.process_time()
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    sampler = asyncio.create_task(_sample_rss(stats, peak_rss))
+    settled = True
+    async with Subscriber(endpoints.events, ["score."]) as subscriber:
+        try:
+            await subscriber.wait_connected(timeout=15)
+        except TimeoutError:
+            sampler.cancel()
+            raise BenchError(f"no connection to the event socket {endpoints.events}") from None
+        follower = asyncio.create_task(_follow(subscriber, tracker, len(plans)))
+        started = time.monotonic()
+        async with Sender(endpoints.ingest, send_hwm=100_000) as sender:
+            await asyncio.gather(_pace(sender, plans, tracker, config, lags),
+                                 _publish_whip(endpoints.http, plans, tracker, config, whip_errors))
+            sent_at = time.monotonic()
+        try:
+            await asyncio.wait_for(follower, config.settle_s)
+        except TimeoutError:
+            settled = False
+    finished = time.monotonic()
+    sampler.cancel()
+    cpu_after, client_cpu_after = stats.cpu_seconds(), time.process_time()
+    metrics_after = await asyncio.to_thread(scrape_metrics, endpoints.http)
+    return summarize(config, tracker, lags, started, sent_at, finished, settled,
+                     metrics_delta(metrics_before, metrics_after),
+                     None if cpu_before is None or cpu_after is None else cpu_after - cpu_before,
+                     client_cpu_after - client_cpu_before, peak_rss[0] or stats.rss_bytes(), load_before,
+                     whip_errors)
+
+
+def _expected(record: StreamRecord, hop: int) -> int:
+    """Windows a stream should get. Over WHIP the service sees the codec's samples (the sender's tail
+    padding included), so its own count from the ``end`` event (scored + dropped) is the truth."""
+    if record.plan.transport == "whip" and record.end is not None:
+        return int(record.end["windows"]) + int(record.end["dropped"])
+    return expected_windows(len(record.plan.audio), hop)
+
+
+def summarize(config: StepConfig, tracker: Tracker, lags: Sequence[float], started: float, sent_at: float,
+              finished: float, settled: bool, metrics: dict[str, Any], server_cpu_s: float | None,
+              client_cpu_s: float, server_rss: int | None, load_before: list[float],
+              whip_errors: Sequence[str] = ()) -> dict[str, Any]:
+    """One step's JSON record."""
+    records = list(tracker.records.values())
+    expected = sum(_expected(r, config.hop_samples) for r in records)
+    received = sum(r.scores for r in records)
+    dropped_end = sum(r.end["dropped"] for r in records if r.end)
+    dropped_reported = metrics.get("windows_dropped", dropped_end) if metrics else dropped_end
+    missing = max(0, expected - received - dropped_reported)
+    # The scoring phase's rate: windows between the first and the last score event.
+    scoring_span = (tracker.last_score_at or 0.0) - (tracker.first_score_at or 0.0)
+    rate = (received - 1) / scoring_span if received > 1 and scoring_span > 0 else 0.0
+    wall = finished - started
+    return {
+        "streams": config.streams,
+        "whip_streams": config.whip_streams,
+        "whip_errors": list(whip_errors),
+        "duration_s": config.duration_s,
+        "hop_s": config.hop_s,
+        "chunk_ms": config.chunk_ms,
+        "windows_expected": expected,
+        "windows_scored": received,
+        "windows_per_s": round(rate, 3),
+        "offered_windows_per_s": round(config.streams / config.hop_s, 3),
+        "drops": {
+            "reported": int(dropped_reported),
+            "end_events": int(dropped_end),
+            "metrics": metrics.get("windows_dropped") if metrics else None,
+            "missing_windows": int(missing),
+            "total": int(dropped_reported + missing),
+        },
+        "streams_ended": tracker.ended,
+        "settled": settled,
+        "unmatched_scores": tracker.unmatched,
+        "latency_ms": latency_summary(tracker.latencies),
+        "service_latency_ms": latency_summary(tracker.service_latencies),
+        "latency_ms_by_transport": {k: latency_summary(v) for k, v in sorted(tracker.by_transport.items())},
+        "pacing_lag_ms": latency_summary(lags),
+        "server": {
+            "cpu_seconds": round(server_cpu_s, 2) if server_cpu_s is not None else None,
+            "cpu_percent": round(100 * server_cpu_s / wall, 1) if server_cpu_s is not None else None,
+            "rss_mb": round(server_rss / 2**20, 1) if server_rss else None,
+        },
+        "client_cpu_percent": round(100 * client_cpu_s / wall, 1),
+        "wall_s": round(wall, 2),
+        "send_s": round(sent_at - started, 2),
+        "metrics": metrics,
+        "loadavg_before": load_before,
+        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+    }
