@@ -48,7 +48,8 @@ def tiny_xlsr_config():
 
 def prepare_cms(args: argparse.Namespace, work: Path) -> list[tuple[str, Path, str | None]]:
     """(label, CM directory, w2v2 source) for every CM to check."""
-    from offline.export.random_cm import save_random_cm, save_random_w2v2, xlsr_300m_config
+    from offline.export.random_cm import save_random_cm, save_random_w2v2
+    from streamdet.models.w2v2 import xlsr_300m_config
 
     cms = []
     if "mel_lcnn" in args.models:

@@ -15,28 +15,6 @@ from streamdet.cm import build_backend, save_cm
 from streamdet.manifest import CMManifest
 
 
-def xlsr_300m_config(num_hidden_layers: int = 5):
-    """``facebook/wav2vec2-xls-r-300m``'s architecture (random weights), cut to ``num_hidden_layers``."""
-    from transformers import Wav2Vec2Config
-
-    return Wav2Vec2Config(
-        hidden_size=1024,
-        num_hidden_layers=num_hidden_layers,
-        num_attention_heads=16,
-        intermediate_size=4096,
-        conv_dim=(512,) * 7,
-        conv_stride=(5, 2, 2, 2, 2, 2, 2),
-        conv_kernel=(10, 3, 3, 3, 3, 2, 2),
-        conv_bias=True,
-        num_conv_pos_embeddings=128,
-        num_conv_pos_embedding_groups=16,
-        do_stable_layer_norm=True,
-        feat_extract_norm="layer",
-        feat_extract_activation="gelu",
-        hidden_act="gelu",
-    )
-
-
 def save_random_w2v2(directory: str | Path, config: object, seed: int = 0) -> Path:
     """Write a randomly initialised ``Wav2Vec2Model`` to ``directory`` (loadable as a w2v2 source)."""
     from transformers import Wav2Vec2Model

@@ -16,33 +16,12 @@ from torch import nn
 from streamdet.cm import Countermeasure, build_backend, save_cm
 from streamdet.manifest import CMManifest
 from streamdet.models.mel import MelFrontend
-from streamdet.models.w2v2 import HIDDEN_LAYER, W2V2Frontend
+from streamdet.models.w2v2 import HIDDEN_LAYER, W2V2Frontend, xlsr_300m_config
 
 ARCHITECTURES = ("mel_lcnn", "w2v2_lcnn", "w2v2_aasist")
 XLSR_LAYERS = 24
 LOGIT_SCALE = 30.0
 
-
-def xlsr_300m_config(num_hidden_layers: int = XLSR_LAYERS):
-    """``facebook/wav2vec2-xls-r-300m``'s architecture (random weights), with ``num_hidden_layers`` layers."""
-    from transformers import Wav2Vec2Config
-
-    return Wav2Vec2Config(
-        hidden_size=1024,
-        num_hidden_layers=num_hidden_layers,
-        num_attention_heads=16,
-        intermediate_size=4096,
-        conv_dim=(512,) * 7,
-        conv_stride=(5, 2, 2, 2, 2, 2, 2),
-        conv_kernel=(10, 3, 3, 3, 3, 2, 2),
-        conv_bias=True,
-        num_conv_pos_embeddings=128,
-        num_conv_pos_embedding_groups=16,
-        do_stable_layer_norm=True,
-        feat_extract_norm="layer",
-        feat_extract_activation="gelu",
-        hidden_act="gelu",
-    )
 
 
 def random_xlsr(num_hidden_layers: int = XLSR_LAYERS, seed: int = 0) -> nn.Module:

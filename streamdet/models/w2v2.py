@@ -17,6 +17,32 @@ HIDDEN_LAYER = 5
 NORM_EPS = 1e-7  # Wav2Vec2FeatureExtractor's do_normalize epsilon
 
 
+def xlsr_300m_config(num_hidden_layers: int = 24):
+    """The architecture of ``facebook/wav2vec2-xls-r-300m`` (24 layers), for random-weight stand-ins.
+
+    The weights cannot be downloaded on machines without hub access; benchmarks and export checks
+    build this shape with random weights, since their cost does not depend on the values.
+    """
+    from transformers import Wav2Vec2Config
+
+    return Wav2Vec2Config(
+        hidden_size=1024,
+        num_hidden_layers=num_hidden_layers,
+        num_attention_heads=16,
+        intermediate_size=4096,
+        conv_dim=(512,) * 7,
+        conv_stride=(5, 2, 2, 2, 2, 2, 2),
+        conv_kernel=(10, 3, 3, 3, 3, 2, 2),
+        conv_bias=True,
+        num_conv_pos_embeddings=128,
+        num_conv_pos_embedding_groups=16,
+        do_stable_layer_norm=True,
+        feat_extract_norm="layer",
+        feat_extract_activation="gelu",
+        hidden_act="gelu",
+    )
+
+
 def normalize_waveform(waveform: torch.Tensor) -> torch.Tensor:
     """Zero mean, unit variance per example, as ``Wav2Vec2FeatureExtractor(do_normalize=True)``."""
     mean = waveform.mean(dim=-1, keepdim=True)
