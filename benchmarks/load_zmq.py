@@ -31,7 +31,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from streamdet.audio import SAMPLE_RATE, load_audio  # noqa: E402
+from streamdet.audio import SAMPLE_RATE  # noqa: E402
+from streamdet.bench.load import load_clips, stream_audio  # noqa: E402
 from streamdet.client import Sender, Subscriber  # noqa: E402
 
 
@@ -50,21 +51,6 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--out", type=Path, help="also write the JSON summary here")
     return p.parse_args()
 
-
-def stream_audio(args: argparse.Namespace, index: int) -> np.ndarray:
-    """``duration`` seconds of mono 16 kHz audio for stream ``index``."""
-    n = int(args.duration * SAMPLE_RATE)
-    if args.audio:
-        clips = [load_audio(p) for p in args.audio]
-        pieces, total, i = [], 0, index
-        while total < n:
-            pieces.append(clips[i % len(clips)])
-            total += len(pieces[-1])
-            i += 1
-        return np.concatenate(pieces)[:n]
-    rng = np.random.default_rng(index)
-    t = np.arange(n) / SAMPLE_RATE
-    return (0.1 * np.sin(2 * np.pi * (120 + 40 * index) * t) + 0.02 * rng.standard_normal(n)).astype(np.float32)
 
 
 async def start_service(args: argparse.Namespace) -> tuple[asyncio.subprocess.Process, dict[str, str]]:
@@ -144,7 +130,8 @@ async def run(args: argparse.Namespace) -> dict:
         drain = asyncio.create_task(proc.stderr.read())
     else:
         endpoint, events, http = args.endpoint, args.events, args.http
-    audio = [stream_audio(args, i) for i in range(args.streams)]
+    clips = load_clips(args.audio)
+    audio = [stream_audio(i, int(args.duration * SAMPLE_RATE), clips) for i in range(args.streams)]
     ids = [f"load-{i:03d}" for i in range(args.streams)]
     tracker = Tracker()
     rng = np.random.default_rng(args.seed)
