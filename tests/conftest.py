@@ -67,3 +67,13 @@ def tiny_xlsr_dir(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("tiny_xlsr")
     Wav2Vec2Model(xlsr_shaped_config()).save_pretrained(directory)
     return directory
+
+
+@pytest.fixture(scope="session")
+def random_mel_cm(tmp_path_factory) -> Path:
+    """A Mel-LCNN CM directory with random weights (export and scorer tests)."""
+    from offline.export.random_cm import save_random_cm
+
+    directory = tmp_path_factory.mktemp("random_mel_cm")
+    save_random_cm(directory, "mel_lcnn", name="random_mel")
+    return directory

@@ -121,11 +121,11 @@ def _run_scores(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report_failures(results: list[ConditionResult]) -> int:
-    failures = {path: reason for r in results for path, reason in r.failures.items()}
+def _report_failures(failures: dict[str, str], not_done: str = "scored") -> int:
+    """List unreadable files on stderr; the exit status is 1 when there were any."""
     if not failures:
         return 0
-    print(f"offline evaluate: {len(failures)} file(s) could not be read and were not scored:", file=sys.stderr)
+    print(f"offline evaluate: {len(failures)} file(s) could not be read and were not {not_done}:", file=sys.stderr)
     for path, reason in failures.items():
         print(f"  {path}: {reason}", file=sys.stderr)
     return 1
@@ -158,10 +158,11 @@ def run(args: argparse.Namespace) -> int:
     eer = {r.condition: r.eer for r in results if len(r.utterances)}
     manifest = getattr(scorer, "contract", None)
     architecture = getattr(manifest, "architecture", None)
+    failures = {path: reason for r in results for path, reason in r.failures.items()}
     _print_report(eer, scorer.model_id, architecture, args.json,
                   {"model_id": scorer.model_id, "counts": {r.condition: len(r.utterances) for r in results},
-                   "failures": {p: f for r in results for p, f in r.failures.items()}})
-    return _report_failures(results)
+                   "failures": failures})
+    return _report_failures(failures)
 
 
 def _policy(args: argparse.Namespace, scorer: Scorer) -> tuple[AlertPolicy, str]:
@@ -239,7 +240,7 @@ def _run_streaming(args: argparse.Namespace) -> int:
         if report["window_eer_vs_all_real"]:
             print("window EER of every real window against each set's fakes: " + ", ".join(
                 f"{c} {v:.2f} %" for c, v in report["window_eer_vs_all_real"].items()))
-    return _report_failures_map(failures)
+    return _report_failures(failures, not_done="replayed")
 
 
 def _real_and(streams: dict[str, list[StreamResult]], condition: str) -> list[StreamResult]:
@@ -265,10 +266,3 @@ def _class_scores(streams: list[StreamResult]) -> tuple[np.ndarray, np.ndarray]:
     return (np.concatenate(real) if real else np.zeros(0), np.concatenate(fake) if fake else np.zeros(0))
 
 
-def _report_failures_map(failures: dict[str, str]) -> int:
-    if not failures:
-        return 0
-    print(f"offline evaluate: {len(failures)} file(s) could not be read and were not replayed:", file=sys.stderr)
-    for path, reason in failures.items():
-        print(f"  {path}: {reason}", file=sys.stderr)
-    return 1

@@ -8,15 +8,6 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def random_mel_cm(tmp_path_factory) -> Path:
-    from offline.export.random_cm import save_random_cm
-
-    directory = tmp_path_factory.mktemp("random_mel_cm")
-    save_random_cm(directory, "mel_lcnn", name="random_mel")
-    return directory
-
-
-@pytest.fixture(scope="session")
 def random_w2v2_aasist_cm(tmp_path_factory, tiny_xlsr_dir: Path) -> Path:
     from offline.export.random_cm import save_random_cm
 

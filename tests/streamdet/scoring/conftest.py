@@ -30,15 +30,6 @@ def load_script(name: str):
 
 
 @pytest.fixture(scope="session")
-def random_mel_cm(tmp_path_factory) -> Path:
-    from offline.export.random_cm import save_random_cm
-
-    directory = tmp_path_factory.mktemp("random_mel_cm")
-    save_random_cm(directory, "mel_lcnn", name="random_mel")
-    return directory
-
-
-@pytest.fixture(scope="session")
 def mel_onnx_engine(random_mel_cm: Path, tmp_path_factory) -> Path:
     """``<tmp>/random_mel-onnx`` with model.onnx + manifest.json."""
     from offline.export.onnx import export_onnx
