@@ -10,7 +10,7 @@ import argparse
 
 from streamdet import cmdline
 
-COMMANDS: tuple[str, ...] = ("serve", "send", "subscribe", "bench", "whip_send")
+COMMANDS: tuple[str, ...] = ("serve", "send", "subscribe", "bench", "whip_send", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
