@@ -94,6 +94,7 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event, write: Write = pri
               + ", ".join(f"{s.stream_id} ({s.label})" for s in samples))
         records = await stream_samples(service, samples, stop, write)
         if stop.is_set():
+            write("interrupted: no report written")
             return 130
         unfinished = [r.sample.stream_id for r in records if r.end is None]
         if records and records[0].scores:
