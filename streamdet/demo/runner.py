@@ -9,7 +9,6 @@ ZeroMQ ``Subscriber``, exactly as they would reach any other program.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +23,6 @@ from streamdet.scoring.base import Scorer
 from streamdet.service.events import ALERT_TOPIC, SCORE_TOPIC, EndEvent, Event, WindowEvent
 from streamdet.service.server import Service
 from streamdet.service.settings import Settings, load_settings
-
-log = logging.getLogger(__name__)
 
 LOOPBACK_ANY_PORT = "tcp://127.0.0.1:*"
 END_GRACE_S = 30.0
@@ -78,16 +75,20 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event, write: Write = pri
     stream did not finish in time, 130 when ``stop`` was set before the report."""
     settings = demo_settings(options)
     scorer = await asyncio.to_thread(open_demo_scorer, settings)
-    service = Service(settings, scorer)
+    try:
+        service = Service(settings, scorer)
+    except BaseException:
+        scorer.close()
+        raise
     try:
         await service.start()
         page_url = f"http://127.0.0.1:{service.http_port}/" if service.http_port is not None else None
-        threshold = float(getattr(service, "threshold", 0.0))
+        threshold = _service_threshold(service)
         alerts = settings.alerts
         alert_rule = (f"raise when {alerts.k} of the last {alerts.n} windows have p_spoof >= threshold, "
                       f"clear after {alerts.m} below")
         write(f"streamdet demo: model {service.model_id}, threshold p_spoof >= {threshold:.4f} "
-              f"({getattr(service, 'threshold_source', 'service')})")
+              f"({getattr(service, 'threshold_source', 'resolved by the service')})")
         write(f"  {alert_rule}; windows of 4.04 s every {settings.window.hop_samples / 16000:g} s")
         write(f"  monitoring page {page_url}   ingest {service.ingest_endpoint}   events {service.events_endpoint}")
         write(f"  streaming {len(samples)} clips in real time, concurrently: "
@@ -112,6 +113,15 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event, write: Write = pri
         return 0
     finally:
         await service.stop()
+
+
+def _service_threshold(service: Service) -> float:
+    """The spoof-probability threshold the service resolved (settings, manifest or the paper's)."""
+    for name in ("spoof_threshold", "threshold"):
+        value = getattr(service, name, None)
+        if isinstance(value, float):
+            return value
+    raise AttributeError("the service exposes no resolved threshold")
 
 
 async def stream_samples(service: Service, samples: Sequence[DemoSample], stop: asyncio.Event,
