@@ -6,6 +6,9 @@
     ├── CheckpointError       a checkpoint could not be read or was refused as unsafe
     ├── DatasetError          a dataset, list, score file or download is missing or malformed
     ├── ConfigError           settings or an experiment config are invalid
+    ├── PretrainedModelError  a front-end's pretrained model (XLS-R) cannot be loaded from its source
+    ├── ConnectError          a client cannot reach the service, or its CURVE handshake fails
+    ├── ServerGoneError       a subscriber heard no event or heartbeat for its timeout
     └── ProtocolError         a wire message (ZeroMQ frame, WHIP request) is malformed
         └── StreamRejectedError   a well-formed frame refused by the service (limits, sequence)
 
@@ -41,6 +44,27 @@ class DatasetError(StreamdetError):
 
 class ConfigError(StreamdetError):
     """Invalid settings or experiment configuration."""
+
+
+class PretrainedModelError(StreamdetError):
+    """A front-end's pretrained model (XLS-R) could not be loaded from its hub id or directory.
+
+    ``remedy`` ends the message: what the user can do (the CLI that loads the CM knows its flag).
+    """
+
+    def __init__(self, source: str, reason: str, remedy: str = "") -> None:
+        super().__init__(f"cannot load XLS-R from {source!r}: {reason}" + (f"; {remedy}" if remedy else ""))
+        self.source = source
+        self.reason = reason
+        self.remedy = remedy
+
+
+class ConnectError(StreamdetError):
+    """A client could not connect to the service in time, or the service refused its CURVE handshake."""
+
+
+class ServerGoneError(StreamdetError):
+    """A subscriber received neither an event nor a heartbeat for its timeout: the server is gone."""
 
 
 class ProtocolError(StreamdetError):

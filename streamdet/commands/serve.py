@@ -9,7 +9,10 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from streamdet.errors import ConfigError
+from streamdet.errors import ConfigError, PretrainedModelError
+
+W2V2_SOURCE_REMEDY = ("point --w2v2-source (settings: scoring.w2v2_source, environment: "
+                      "STREAMDET_SCORING__W2V2_SOURCE) at a local directory holding XLS-R")
 
 # (flag, settings section, field, type, help): every flag maps onto one Settings field.
 FLAGS: tuple[tuple[str, str, str, Any, str], ...] = (
@@ -91,9 +94,12 @@ def run(args: argparse.Namespace) -> int:
         use_json_logs()
     scoring = settings.scoring
     engine = scoring.engine or _shipped_cm(PULL_HINT)
-    scorer = open_scorer(engine, device=scoring.device, w2v2_source=scoring.w2v2_source,
-                         max_batch=scoring.max_batch or default_max_batch(scoring.device),
-                         threads=scoring.threads or None, workers=scoring.workers)
+    try:
+        scorer = open_scorer(engine, device=scoring.device, w2v2_source=scoring.w2v2_source,
+                             max_batch=scoring.max_batch or default_max_batch(scoring.device),
+                             threads=scoring.threads or None, workers=scoring.workers)
+    except PretrainedModelError as exc:  # name the service's ways to set the source, not only the flag
+        raise PretrainedModelError(exc.source, exc.reason, W2V2_SOURCE_REMEDY) from exc
     asyncio.run(_serve(settings, scorer))
     return 0
 

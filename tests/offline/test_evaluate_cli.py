@@ -90,6 +90,22 @@ def test_serve_less_engine_path_is_a_clear_error(tmp_path, capsys):
     assert "offline pull" in capsys.readouterr().err
 
 
+def test_w2v2_cm_without_reachable_hub_fails_in_one_line(random_w2v2_hub_cm, hub_unreachable_env, tmp_path):
+    """No traceback, no half a minute of retries: one line that names --w2v2-source."""
+    import subprocess
+    import sys
+
+    sf.write(tmp_path / "a.wav", np.zeros(16000, dtype=np.float32), 16000)
+    (tmp_path / "set.txt").write_text("a.wav real\n")
+    done = subprocess.run([sys.executable, "-m", "offline", "evaluate", str(random_w2v2_hub_cm), "--device", "cpu",
+                           "--list", str(tmp_path / "set.txt")],
+                          env=hub_unreachable_env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "http://127.0.0.1:9 is not reachable" in lines[0] and "--w2v2-source DIR" in lines[0]
+
+
 def test_pull_refuses_unknown_and_tampered_files(tmp_path, capsys):
     import torch
 

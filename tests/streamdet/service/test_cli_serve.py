@@ -119,3 +119,19 @@ async def test_sigterm_scores_the_in_flight_stream_and_exits_0(random_cm_dir: Pa
     assert (score.event, score.final, score.start, score.end) == ("score", True, 0.0, 2.5)
     assert raised.event == "raised"  # threshold 0: any window is spoof evidence
     assert (end.event, end.reason, end.windows, end.duration) == ("end", "shutdown", 1, 2.5)
+
+
+def test_w2v2_cm_without_reachable_hub_fails_in_one_line(random_w2v2_hub_cm: Path,
+                                                          hub_unreachable_env: dict[str, str]) -> None:
+    """No traceback, no half a minute of retries: one line that says how to point at a local XLS-R."""
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-m", "streamdet", "serve", "--engine", str(random_w2v2_hub_cm), "--device", "cpu",
+         "--ingest", "tcp://127.0.0.1:*", "--events", "tcp://127.0.0.1:*", "--no-http"],
+        env=hub_unreachable_env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "http://127.0.0.1:9 is not reachable" in lines[0]
+    assert "--w2v2-source" in lines[0] and "STREAMDET_SCORING__W2V2_SOURCE" in lines[0]
