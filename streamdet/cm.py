@@ -11,7 +11,7 @@ import hashlib
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
 from streamdet.errors import ManifestError
@@ -77,7 +77,8 @@ def save_cm(directory: str | Path, backend_state: dict[str, torch.Tensor], manif
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in backend_state.items()}
     manifest = manifest.model_copy(update={"weights_sha256": state_dict_sha256(state)})
-    save_file(state, str(directory / WEIGHTS_NAME))
+    # Written like any other file (mode 0666 less the umask): safetensors' save_file leaves 0600.
+    (directory / WEIGHTS_NAME).write_bytes(save(state))
     write_manifest(directory / MANIFEST_NAME, manifest)
     return manifest
 
