@@ -63,8 +63,11 @@ class ConnectError(StreamdetError):
     """A client could not connect to the service in time, or the service refused its CURVE handshake."""
 
 
-class ServerGoneError(StreamdetError):
-    """A subscriber received neither an event nor a heartbeat for its timeout: the server is gone."""
+class ServerGoneError(StreamdetError, TimeoutError):
+    """A subscriber received neither an event nor a heartbeat for its timeout: the server is gone.
+
+    Also a ``TimeoutError``, so code that waited for an event with a timeout still catches it.
+    """
 
 
 class ProtocolError(StreamdetError):

@@ -10,11 +10,17 @@
 
 Topics filter by prefix, as ZeroMQ does: ``alert.`` is every alert, ``score.call-42`` one stream
 (and any stream whose id starts with ``call-42``; check ``event.stream_id`` when that matters).
+
+The service also publishes heartbeats on ``hb.`` so that a quiet service can be told from a gone one.
+``Subscriber`` subscribes to them besides its topics and consumes them in ``recv``: a subscriber that
+hears neither an event nor a heartbeat for its timeout raises ``ServerGoneError``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
@@ -22,10 +28,12 @@ import zmq
 import zmq.asyncio
 from zmq.utils.monitor import recv_monitor_message
 
+from streamdet.errors import ServerGoneError
 from streamdet.service.curve import make_client
 from streamdet.service.events import Event, decode_event
 
 DEFAULT_EVENTS = "tcp://127.0.0.1:5556"
+HEARTBEAT_TOPIC = "hb."
 
 
 class Subscriber:
@@ -41,7 +49,8 @@ class Subscriber:
             make_client(self._socket, server_key, client_secret_key)
         # Watch the handshake so callers can wait for it: PUB/SUB drops what is published before it.
         self._monitor = self._socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
-        for topic in topics:
+        # A message matching several subscriptions is still delivered once.
+        for topic in (*topics, HEARTBEAT_TOPIC):
             self._socket.subscribe(topic)
         self._socket.connect(endpoint)
         self._connected = False
@@ -57,10 +66,31 @@ class Subscriber:
         self._connected = True
         await asyncio.sleep(0.05)  # the SUBSCRIBE messages follow the handshake on the same pipe
 
-    async def recv(self, timeout: float | None = None) -> Event:
-        """The next event (TimeoutError after ``timeout`` seconds)."""
-        _topic, payload = await asyncio.wait_for(self._socket.recv_multipart(), timeout)
-        return decode_event(payload)
+    async def recv(self, timeout: float | None = None, *, idle_timeout: float | None = None) -> Event:
+        """The next event; heartbeats are consumed here, never returned.
+
+        ``timeout``: seconds to wait for an event. When it passes, ``TimeoutError`` if heartbeats came
+        (the service is alive but quiet), ``ServerGoneError`` (also a ``TimeoutError``) if nothing did.
+        ``idle_timeout``: ``ServerGoneError`` as soon as neither an event nor a heartbeat has come for
+        that many seconds; heartbeats keep it waiting as long as the service is up.
+        """
+        start = last_heard = time.monotonic()
+        event_deadline = math.inf if timeout is None else start + timeout
+        while True:
+            idle_deadline = math.inf if idle_timeout is None else last_heard + idle_timeout
+            deadline = min(event_deadline, idle_deadline)
+            wait = None if deadline == math.inf else max(0.0, deadline - time.monotonic())
+            try:
+                topic, payload = await asyncio.wait_for(self._socket.recv_multipart(), wait)
+            except TimeoutError:
+                if idle_deadline <= event_deadline or last_heard == start:
+                    silent = idle_timeout if idle_deadline <= event_deadline else timeout
+                    raise ServerGoneError(f"no event or heartbeat for {silent:g} s; is the server at "
+                                          f"{self.endpoint} running?") from None
+                raise
+            last_heard = time.monotonic()
+            if not topic.startswith(HEARTBEAT_TOPIC.encode()):
+                return decode_event(payload)
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return self
@@ -95,13 +125,20 @@ def iter_events(endpoint: str = DEFAULT_EVENTS, topics: Sequence[str] = ("",), *
         for topic in topics:
             socket.subscribe(topic)
         socket.connect(endpoint)
-        socket.rcvtimeo = -1 if timeout is None else int(timeout * 1000)
+        last_event = time.monotonic()
         while True:
+            # Heartbeats (received when a topic covers hb.) are skipped and do not count as events.
+            left = None if timeout is None else timeout - (time.monotonic() - last_event)
+            if left is not None and left <= 0:
+                return
+            socket.rcvtimeo = -1 if left is None else max(1, int(left * 1000))
             try:
-                _topic, payload = socket.recv_multipart()
+                topic, payload = socket.recv_multipart()
             except zmq.Again:
                 return
-            yield decode_event(payload)
+            if not topic.startswith(HEARTBEAT_TOPIC.encode()):
+                last_event = time.monotonic()
+                yield decode_event(payload)
     finally:
         socket.close()
         context.term()

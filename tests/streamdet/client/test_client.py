@@ -94,6 +94,39 @@ async def test_subscriber_filters_and_decodes() -> None:
         context.term()
 
 
+HEARTBEAT = [b"hb.", b'{"event": "heartbeat", "v": 1}']
+
+
+async def test_subscriber_consumes_heartbeats_and_tells_quiet_from_gone() -> None:
+    from streamdet.errors import ServerGoneError
+
+    context = zmq.asyncio.Context()
+    pub = context.socket(zmq.PUB)
+    pub.bind("tcp://127.0.0.1:*")
+
+    async def heartbeats() -> None:
+        while True:
+            await pub.send_multipart(HEARTBEAT)
+            await asyncio.sleep(0.05)
+
+    try:
+        async with Subscriber(pub.last_endpoint.decode(), ["alert."]) as sub:
+            await sub.wait_connected()
+            with pytest.raises(ServerGoneError, match="no event or heartbeat for 0.3 s"):
+                await sub.recv(timeout=0.3)  # nothing at all: gone
+            beating = asyncio.create_task(heartbeats())
+            with pytest.raises(TimeoutError) as quiet:
+                await sub.recv(timeout=0.5)  # heartbeats but no event: quiet, not gone
+            assert not isinstance(quiet.value, ServerGoneError)
+            await pub.send_multipart(encode_event(window_event("a", "raised")))
+            assert await sub.recv(idle_timeout=5) == window_event("a", "raised")  # heartbeats skipped
+            beating.cancel()
+            with pytest.raises(ServerGoneError, match="no event or heartbeat for 0.3 s"):
+                await sub.recv(idle_timeout=0.3)
+    finally:
+        context.destroy(linger=0)
+
+
 def test_iter_events_stops_after_timeout() -> None:
     context = zmq.Context()
     pub = context.socket(zmq.PUB)
