@@ -4,6 +4,7 @@
     await send_file_async("call.wav", endpoint, stream_id="call-42")      # inside asyncio
 
     async with Sender(endpoint) as sender:                               # lower level: any array
+        await sender.wait_connected(timeout=10)   # optional: ConnectError if refused or not there
         await sender.send_array("mic-1", samples, 16_000, speed=1.0)
 
 Files are sent at their native rate and channel count (the service mixes down and resamples);
