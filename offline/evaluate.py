@@ -1,4 +1,4 @@
-"""Score test sets with a CM and compute the paper's EERs (FACTS §1, §5, §7).
+"""Score test sets with a CM and compute the paper's EERs (paper recipe §1, §5, §7).
 
 Each utterance is scored on its first 64,600 samples at 16 kHz (tiled when shorter), in batches.
 A file that cannot be decoded is recorded as a failure and the rest is scored: the caller decides

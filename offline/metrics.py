@@ -1,6 +1,6 @@
 """Evaluation metrics of the paper: EER (ASVspoof eval-package algorithm) and confusion matrices.
 
-Conventions (FACTS §5, §7):
+Conventions (paper recipe §5, §7):
 - a score is "higher = more bona fide" (the released score files hold P(bona fide));
 - labels are 0 = bona fide (real), 1 = spoof (fake);
 - :func:`compute_eer` returns a fraction, :func:`paper_eer` a percentage as the paper prints it.
@@ -78,7 +78,7 @@ def paper_eer(scores: npt.ArrayLike, labels: npt.ArrayLike) -> float:
     """EER in percent as the paper computes it: both score directions, the smaller kept.
 
     ``labels``: 0 = bona fide, 1 = spoof. Taking the better direction means a CM whose scores are
-    systematically inverted still gets an EER below 50 % (FACTS §7).
+    systematically inverted still gets an EER below 50 % (paper recipe §7).
     """
     bonafide, spoof = _split_by_label(scores, labels)
     forward, _ = compute_eer(bonafide, spoof)

@@ -18,7 +18,7 @@ from streamdet.audio import SAMPLE_RATE, WINDOW_SAMPLES
 from streamdet.errors import ManifestError
 
 CLASS_ORDER = ("bonafide", "spoof")
-"""Logit 0 is bona fide, logit 1 is spoof; scores are the probability of bona fide (FACTS §5)."""
+"""Logit 0 is bona fide, logit 1 is spoof; scores are the probability of bona fide (paper recipe §5)."""
 
 MANIFEST_NAME = "manifest.json"
 WEIGHTS_NAME = "model.safetensors"

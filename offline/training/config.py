@@ -1,4 +1,4 @@
-"""Training configuration: typed defaults that are the paper's recipe (FACTS §8), overridden by a file.
+"""Training configuration: typed defaults that are the paper's recipe (paper recipe §8), overridden by a file.
 
 An experiment file (TOML, or the JSON a run directory keeps) states only what differs from the
 defaults: the name, the architecture, the datasets and, for Codecfake, the shorter schedule. Unknown

@@ -1,4 +1,4 @@
-"""The training loop of the paper's recipe (FACTS §8), resumable to the bit on CPU.
+"""The training loop of the paper's recipe (paper recipe §8), resumable to the bit on CPU.
 
 Per epoch: set the step-schedule learning rate, train one pass over the (concatenated) training sets
 with class-weighted cross-entropy, compute the validation loss (never training on it), keep the

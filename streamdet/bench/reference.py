@@ -1,6 +1,6 @@
 """The authors' way of scoring, against streamdet's scorer: same weights, same windows, same process.
 
-The authors' style (their released evaluation code, FACTS §2-§3):
+The authors' style (their released evaluation code, paper recipe §2-§3):
 
 - W2V2 CMs: one window at a time, ``Wav2Vec2FeatureExtractor(do_normalize=True)``, the whole
   24-layer XLS-R called with ``output_hidden_states=True``, ``hidden_states[5]`` to the backend;
@@ -44,7 +44,7 @@ from streamdet.models.w2v2 import HIDDEN_LAYER, W2V2Frontend
 from streamdet.scoring.base import Scorer
 
 TOLERANCE = 1e-4
-"""Largest allowed difference between the two ways' bona fide probabilities (FACTS, issue 7)."""
+"""Largest allowed difference between the two ways' bona fide probabilities (the released CMs' test vectors match to this, paper recipe §4)."""
 
 
 class ReferenceScorer:

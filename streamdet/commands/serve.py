@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _shipped_cm(pull_hint: str) -> str:
-    """The CM shipped inside the package (issue 8's telephone-robust Mel-LCNN), used without --engine."""
+    """The CM shipped inside the package (the telephone-robust Mel-LCNN of docs/field-accuracy.md), used without --engine."""
     from streamdet.manifest import MANIFEST_NAME
     from streamdet.pretrained import default_cm_dir
 

@@ -1,4 +1,4 @@
-"""Mel front-end of the Mel-LCNN, in plain torch (FACTS §2).
+"""Mel front-end of the Mel-LCNN, in plain torch (paper recipe §2).
 
 Bit-for-bit the recipe of torchaudio's ``MelSpectrogram(sample_rate=16000, n_fft=512,
 hop_length=128, n_mels=80)``: power spectrogram of a centred, reflect-padded STFT with a periodic

@@ -1,4 +1,4 @@
-"""Frozen XLS-R front-end of the W2V2 CMs (FACTS §3).
+"""Frozen XLS-R front-end of the W2V2 CMs (paper recipe §3).
 
 The CMs use ``hidden_states[5]`` of ``facebook/wav2vec2-xls-r-300m``: the output of the fifth
 transformer layer. XLS-R is a "stable layer norm" model whose encoder applies its final

@@ -1,4 +1,4 @@
-"""The embedded scorer: a CM run by PyTorch on CPU or CUDA, with the fast paths measured in issue 7.
+"""The embedded scorer: a CM run by PyTorch on CPU or CUDA, with the fast paths measured in docs/benchmarks.md.
 
 Fast paths (each keeps P(bona fide) within 1e-4 of the plain fp32 CM on CPU; fp16 is CUDA only):
 

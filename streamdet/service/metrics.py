@@ -1,5 +1,5 @@
 """Prometheus metrics of one service, on its own CollectorRegistry (several services can share a
-process, as the tests do). Rendered by ``/metrics``; issue 7's benchmark reads the same names."""
+process, as the tests do). Rendered by ``/metrics``; ``streamdet bench`` reads the same names."""
 
 from __future__ import annotations
 

@@ -39,7 +39,7 @@ from streamdet.errors import ConfigError
 from streamdet.manifest import Calibration
 
 PAPER_THRESHOLD = 0.5
-"""The paper's operating point (FACTS §7): bona fide probability 0.5, i.e. spoof probability 0.5."""
+"""The paper's operating point (paper recipe §7): bona fide probability 0.5, i.e. spoof probability 0.5."""
 
 # The TOML file is chosen at run time, but pydantic-settings builds its sources per class; a context
 # variable hands the path to ``settings_customise_sources`` without a subclass per file.

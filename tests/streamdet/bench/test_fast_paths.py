@@ -1,4 +1,4 @@
-"""TorchScorer's fast paths keep the scores of the plain CM (within 1e-4, FACTS / issue 7)."""
+"""TorchScorer's fast paths keep the scores of the plain CM (within 1e-4, the test vectors' tolerance, paper recipe §4)."""
 
 from __future__ import annotations
 
