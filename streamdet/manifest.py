@@ -25,7 +25,6 @@ MANIFEST_NAME = "manifest.json"
 WEIGHTS_NAME = "model.safetensors"
 
 
-
 def _registered(name: str) -> str:
     try:
         architectures.get(name)

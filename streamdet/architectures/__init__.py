@@ -2,8 +2,12 @@
 
 One module per architecture declares everything about it (``spec.Architecture``); the lines at the
 bottom register the built-in ones. Code that must tell architectures apart asks ``get(name)`` for
-the relevant property instead of testing names. A new architecture is one module plus one
-``register`` line (tests add and remove a toy one).
+the relevant property instead of testing names.
+
+Adding an architecture: its backend module in ``streamdet/models/``; a module here declaring
+``ARCHITECTURE = Architecture(...)`` with a front-end kind from ``frontends`` (or a new ``Frontend``);
+one ``register`` line below. ``tests/streamdet/architectures/toy_arch.py`` is a complete example
+that the tests register, run through every generic path, and unregister.
 """
 
 from __future__ import annotations
