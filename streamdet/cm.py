@@ -14,32 +14,20 @@ import torch
 from safetensors.torch import load_file, save
 from torch import nn
 
+from streamdet import architectures
 from streamdet.errors import ManifestError
 from streamdet.manifest import MANIFEST_NAME, WEIGHTS_NAME, CMManifest, read_manifest, write_manifest
-from streamdet.models.lcnn import LCNN, MEL_FLAT_FEATURES, W2V2_FLAT_FEATURES
-from streamdet.models.mel import MelFrontend
-from streamdet.models.w2v2 import XLSR_300M, W2V2Frontend
 
 
 def build_backend(architecture: str) -> nn.Module:
-    """A freshly initialised backend for an architecture name."""
-    if architecture == "mel_lcnn":
-        return LCNN(MEL_FLAT_FEATURES)
-    if architecture == "w2v2_lcnn":
-        return LCNN(W2V2_FLAT_FEATURES)
-    if architecture == "w2v2_aasist":
-        from streamdet.models.aasist import W2V2AASIST
-
-        return W2V2AASIST()
-    raise ManifestError(f"unknown architecture {architecture!r}")
+    """A freshly initialised backend for an architecture name (a ManifestError for an unknown one)."""
+    return architectures.get(architecture).build_backend()
 
 
 def build_frontend(manifest: CMManifest, w2v2_source: str | None = None) -> nn.Module:
     """The front-end a CM needs; ``w2v2_source`` overrides the manifest's XLS-R location."""
-    if manifest.architecture == "mel_lcnn":
-        return MelFrontend()
-    source = w2v2_source or manifest.w2v2_source or XLSR_300M
-    return W2V2Frontend(source, manifest.w2v2_layer)
+    frontend = architectures.get(manifest.architecture).frontend
+    return frontend.build(w2v2_source or manifest.w2v2_source, manifest.w2v2_layer)
 
 
 class Countermeasure(nn.Module):

@@ -10,10 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from streamdet import architectures
 from streamdet.audio import SAMPLE_RATE, WINDOW_SAMPLES
 from streamdet.errors import ManifestError
 
@@ -23,14 +24,17 @@ CLASS_ORDER = ("bonafide", "spoof")
 MANIFEST_NAME = "manifest.json"
 WEIGHTS_NAME = "model.safetensors"
 
-Architecture = Literal["mel_lcnn", "w2v2_lcnn", "w2v2_aasist"]
 
-PAPER_NAMES: dict[str, tuple[str, str]] = {
-    "mel_lcnn": ("Mel", "LCNN"),
-    "w2v2_lcnn": ("W2V2", "LCNN"),
-    "w2v2_aasist": ("W2V2", "AASIST"),
-}
-"""Feature and backbone columns of the paper's tables, per architecture."""
+def _registered(name: str) -> str:
+    try:
+        architectures.get(name)
+    except ManifestError as exc:  # as a ValueError, so that pydantic names the field
+        raise ValueError(str(exc)) from None
+    return name
+
+
+ArchitectureName = Annotated[str, AfterValidator(_registered)]
+"""The name of an architecture in ``streamdet.architectures``' registry."""
 
 
 class Calibration(BaseModel):
@@ -69,7 +73,7 @@ class CMManifest(InputContract):
     format: Literal["streamdet-cm"] = "streamdet-cm"
     version: Literal[1] = 1
     name: str
-    architecture: Architecture
+    architecture: ArchitectureName
     w2v2_source: str | None = None
     w2v2_layer: int = 5
     trained_on: str = ""
@@ -77,6 +81,11 @@ class CMManifest(InputContract):
     source_sha256: str = ""
     weights_sha256: str = ""
     calibration: Calibration | None = None
+
+    @model_validator(mode="after")
+    def _fits_architecture(self) -> CMManifest:
+        architectures.get(self.architecture).check_manifest(self)
+        return self
 
     @property
     def model_id(self) -> str:

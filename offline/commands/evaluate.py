@@ -27,8 +27,8 @@ from offline.streaming_eval import (
     write_windows,
 )
 from offline.tables import CONDITIONS, TableRow, render_table
+from streamdet import architectures
 from streamdet.errors import ConfigError
-from streamdet.manifest import PAPER_NAMES
 from streamdet.scoring import open_scorer
 from streamdet.scoring.base import Scorer
 
@@ -103,7 +103,7 @@ def _print_report(eer: dict[str, float], name: str, architecture: str | None, as
     if as_json:
         print(json.dumps({"cm": name, "eer": eer, **extra}, indent=2))
         return
-    feature, backbone = PAPER_NAMES.get(architecture or "", ("", name))
+    feature, backbone = architectures.get(architecture).paper_columns if architecture else ("", name)
     in_table = {c: v for c, v in eer.items() if c in CONDITIONS}
     if in_table:
         print(render_table([TableRow(feature, backbone, in_table)], title=f"EER (%) of {name}"))

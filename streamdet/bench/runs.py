@@ -83,17 +83,18 @@ def model_only(args: argparse.Namespace) -> int:
 def compare_reference(args: argparse.Namespace) -> int:
     import torch
 
+    from streamdet import architectures
     from streamdet.bench import reference as ref
     from streamdet.bench.model_only import DEFAULT_TORCH_THREADS
 
     if not args.arch:
-        raise ConfigError("--compare-reference needs --arch (mel_lcnn, w2v2_lcnn or w2v2_aasist)")
+        raise ConfigError(f"--compare-reference needs --arch ({', '.join(architectures.names())})")
     if len(args.engine) > 1:
         raise ConfigError("--compare-reference takes one --engine (a CM directory)")
     if args.device != "cpu":
         raise ConfigError("--compare-reference measures the CPU path (the authors' loop ran on CPU)")
     cm_dir = args.engine[0] if args.engine else None
-    windows_count = args.windows or (64 if args.arch == "mel_lcnn" else 8)
+    windows_count = args.windows or architectures.get(args.arch).frontend.bench_windows
     batch = args.batch or windows_count
     workers = args.workers[0]
     threads = (args.threads or [max(1, DEFAULT_TORCH_THREADS // workers)])[0]

@@ -8,11 +8,13 @@ Fast paths (each keeps P(bona fide) within 1e-4 of the plain fp32 CM on CPU; fp1
   each with ``threads`` intra-op threads (default: the cores divided among the workers). On a small
   CPU shared with ingest, two single-threaded workers keep both cores busy without OpenMP's
   spin-waiting, which collapses when another process holds a core (docs/benchmarks.md);
-- channels-last LCNN on CPU: oneDNN's convolutions and max-pooling run 1.5-2x faster on NHWC
-  activations than on NCHW ones (docs/benchmarks.md); exact up to float rounding;
-- on CUDA: fp16 autocast for the W2V2 front-end and every backend (the mel front-end stays fp32: its
-  power spectrum can exceed fp16's range), and optionally CUDA graphs, one per batch size bucket
-  (powers of two up to ``max_batch``; a smaller batch is padded with silence up to its bucket).
+- channels-last backends on CPU (the LCNN; the architecture's ``channels_last``): oneDNN's
+  convolutions and max-pooling run 1.5-2x faster on NHWC activations than on NCHW ones
+  (docs/benchmarks.md); exact up to float rounding;
+- on CUDA: fp16 autocast for every backend and the front-ends marked ``fp16_safe`` (the mel
+  front-end stays fp32: its power spectrum can exceed fp16's range), and optionally CUDA graphs,
+  one per batch size bucket (powers of two up to ``max_batch``; a smaller batch is padded with
+  silence up to its bucket).
 """
 
 from __future__ import annotations
@@ -24,9 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from streamdet import architectures
 from streamdet.cm import Countermeasure, load_cm
-from streamdet.models.lcnn import LCNN
-from streamdet.models.mel import MelFrontend
 from streamdet.scoring.base import Scorer
 
 
@@ -108,9 +109,10 @@ class TorchScorer(Scorer):
         self.use_fp16 = on_cuda if fp16 is None else bool(fp16)
         if self.use_fp16 and not on_cuda:
             raise ValueError("fp16 scoring is for CUDA devices; on CPU it is slower and less exact")
-        self._fp16_frontend = self.use_fp16 and not isinstance(cm.frontend, MelFrontend)
+        architecture = architectures.get(cm.manifest.architecture)
+        self._fp16_frontend = self.use_fp16 and architecture.frontend.fp16_safe
         if channels_last is None:
-            channels_last = not on_cuda and isinstance(cm.backend, LCNN)
+            channels_last = not on_cuda and architecture.channels_last
         self.channels_last = bool(channels_last)
         if self.channels_last:
             cm.backend.to(memory_format=torch.channels_last)
