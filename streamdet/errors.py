@@ -6,6 +6,7 @@
     ├── CheckpointError       a checkpoint could not be read or was refused as unsafe
     ├── DatasetError          a dataset, list, score file or download is missing or malformed
     ├── ConfigError           settings or an experiment config are invalid
+    ├── ServerGoneError       a subscriber heard nothing from the service (no event, no heartbeat)
     └── ProtocolError         a wire message (ZeroMQ frame, WHIP request) is malformed
         └── StreamRejectedError   a well-formed frame refused by the service (limits, sequence)
 
@@ -41,6 +42,17 @@ class DatasetError(StreamdetError):
 
 class ConfigError(StreamdetError):
     """Invalid settings or experiment configuration."""
+
+
+class ServerGoneError(StreamdetError, TimeoutError):
+    """No event and no heartbeat from the service for longer than a subscriber's timeout: it stopped,
+    or the network between us is down. A ``TimeoutError`` too, for code that waits with a timeout."""
+
+    def __init__(self, endpoint: str, timeout: float) -> None:
+        super().__init__(f"nothing from {endpoint} for {timeout:g} s (not even a heartbeat): "
+                         "the service is gone or unreachable")
+        self.endpoint = endpoint
+        self.timeout = timeout
 
 
 class ProtocolError(StreamdetError):

@@ -145,7 +145,9 @@ class Service:
         ctx = IngestContext(self.registry, RejectReporter(self.metrics), self.metrics, self._context)
         for name, adapter in self.ingests.items():
             await adapter.start(ctx)
-            self.metrics.ingest_info.labels(name).info({k: str(v) for k, v in adapter.describe().items()})
+            description = adapter.describe()
+            self.metrics.ingest_info.labels(name).info({k: str(v) for k, v in description.items()})
+            log.info("ingest %s: %s", name, " ".join(f"{k}={v}" for k, v in description.items()))
         self._reaper = asyncio.create_task(self.registry.run_idle_reaper(), name="streamdet-idle-reaper")
         self._heartbeats = asyncio.create_task(self.publisher.run_heartbeats(
             s.alerts.heartbeat_s, self.model_id, lambda: self.active_streams), name="streamdet-heartbeats")
@@ -153,9 +155,8 @@ class Service:
             await self._start_http()
         self.ready = True
         self.metrics.ready.set(1)
-        ingests = ", ".join(f"{name} {adapter.describe().get('endpoint', '')}".strip()
-                            for name, adapter in self.ingests.items())
-        log.info("ready: ingest %s; events %s; http %s", ingests or "none", self.events_endpoint,
+        # Scripts parse this line (``ingest`` is the ZeroMQ endpoint they send to): keep its format.
+        log.info("ready: ingest %s, events %s, http %s", self.ingest_endpoint or "off", self.events_endpoint,
                  f"http://{s.http.host}:{self.http_port}" if self.http_port is not None else "off")
 
     async def stop(self) -> None:
