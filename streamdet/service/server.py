@@ -30,7 +30,7 @@ from streamdet.scoring.base import Scorer
 from streamdet.service.batcher import Batcher
 from streamdet.service.curve import make_server, start_authenticator
 from streamdet.service.http import build_app
-from streamdet.service.ingest import IngestAdapter, IngestContext, RejectReporter, ServesHttp
+from streamdet.service.ingest import IngestAdapter, IngestContext, RejectReporter, ServesHttp, UsesCurve
 from streamdet.service.ingest.plugins import build_ingests
 from streamdet.service.metrics import ServiceMetrics
 from streamdet.service.publisher import EventListener, EventPublisher
@@ -167,7 +167,7 @@ class Service:
         self.ready = False
         self.metrics.ready.set(0)
         log.info("shutting down: ending %d stream(s)", self.active_streams)
-        for adapter in reversed(self.ingests.values()):
+        for adapter in self.ingests.values():
             await adapter.stop()
         for task in (self._reaper, self._heartbeats):
             if task is not None:
@@ -223,8 +223,10 @@ class Service:
     def _start_curve(self) -> None:
         s = self.settings
         policies = {}
-        if s.ingest.curve_secret_key is not None:
-            policies["ingest"] = s.ingest.curve_clients_dir
+        for adapter in self.ingests.values():
+            policy = adapter.curve_policy() if isinstance(adapter, UsesCurve) else None
+            if policy is not None:
+                policies[policy[0]] = policy[1]
         if s.alerts.curve_secret_key is not None:
             policies["alerts"] = s.alerts.curve_clients_dir
         if policies:

@@ -3,7 +3,8 @@
 An adapter implements ``IngestAdapter``: ``start(ctx)`` binds and starts receiving, ``stop()`` stops
 (draining what it already holds), ``describe()`` says where publishers reach it (for ``GET /info``,
 the page and ``streamdet_ingest_info``). One that serves HTTP (WHIP) also has ``add_routes(app)``
-(``ServesHttp``), called before the app starts. Rejections go through ``ctx.rejects.report`` so they
+(``ServesHttp``), called before the app starts; one with a CURVE socket (ZeroMQ) has
+``curve_policy()`` (``UsesCurve``). Rejections go through ``ctx.rejects.report`` so they
 are counted by reason and logged with the stream id; ``registry.push(..., ingest=adapter.name)``
 records which ingest a stream came in on.
 
@@ -19,6 +20,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import zmq.asyncio
@@ -92,6 +94,16 @@ class ServesHttp(Protocol):
 
     def add_routes(self, app: web.Application) -> None:
         """Add its routes to the service's app (before it starts)."""
+
+
+@runtime_checkable
+class UsesCurve(Protocol):
+    """An adapter with a ZeroMQ CURVE socket on the service's context (``ctx.zmq_context``), whose
+    one ZAP handler the service starts before any socket binds."""
+
+    def curve_policy(self) -> tuple[str, Path | None] | None:
+        """``(ZAP domain, directory of allowed client certificates or None for any)`` when CURVE is
+        on, else None."""
 
 
 @dataclass(frozen=True)

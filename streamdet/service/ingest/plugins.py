@@ -5,7 +5,7 @@
     with plugins.registered(MY_PLUGIN): ...          # the same, undone on exit (tests)
 
 ``build_ingests(settings)`` creates the adapter of every plugin its settings enable; ``Service`` adds
-their routes, starts them in this order and stops them in the reverse one.
+their routes, and starts and stops them in this order.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import zmq
@@ -67,6 +68,11 @@ class ZmqIngest:
         self._task = asyncio.create_task(self._receive(), name="streamdet-ingest-zmq")
         log.info("ZeroMQ ingest listening on %s%s", self.endpoint,
                  " (CURVE)" if self.settings.curve_secret_key else "")
+
+    def curve_policy(self) -> tuple[str, Path | None] | None:
+        if self.settings.curve_secret_key is None:
+            return None
+        return "ingest", self.settings.curve_clients_dir
 
     def describe(self) -> dict[str, Any]:
         return {"protocol": "zeromq", "endpoint": self.endpoint,
