@@ -71,13 +71,14 @@ async def test_a_registered_plugin_stays_off_unless_its_settings_enable_it(kit) 
         assert "toy" not in service.ingests
 
 
-def test_plugin_settings_come_from_toml_and_are_validated_by_the_plugin(tmp_path: Path, kit) -> None:
+def test_plugin_settings_come_from_toml_and_are_validated_by_the_plugin(tmp_path: Path, kit, monkeypatch) -> None:
+    monkeypatch.setenv("STREAMDET_INGESTS__TOY__SAMPLE_RATE", "8000")
     config = tmp_path / "serve.toml"
     config.write_text('[ingest]\nendpoint = "tcp://127.0.0.1:*"\n[ingests.toy]\nenabled = true\nport = 7\n')
     with plugins.registered(toy.PLUGIN):
         settings = load_settings(config)
         assert settings.ingest.endpoint == "tcp://127.0.0.1:*"  # the built-ins' tables are unchanged
-        assert toy.PLUGIN.section_of(settings) == toy.ToySettings(enabled=True, port=7)
+        assert toy.PLUGIN.section_of(settings) == toy.ToySettings(enabled=True, port=7, sample_rate=8000)
         with pytest.raises(ConfigError, match=r"\[ingests.toy\]"):
             Service(load_settings(None, {"ingests": {"toy": {"port": "not a port"}}}), kit.FakeScorer())
     with pytest.raises(ConfigError, match="no ingest plugin"):  # unregistered: its table names nothing
