@@ -64,10 +64,13 @@ class ConnectError(StreamdetError):
 
 
 class ServerGoneError(StreamdetError, TimeoutError):
-    """A subscriber received neither an event nor a heartbeat for its timeout: the server is gone.
+    """A subscriber received neither an event nor a heartbeat for its timeout: the service stopped, or
+    the network to it is down. Also a ``TimeoutError``, so code that waited with a timeout catches it."""
 
-    Also a ``TimeoutError``, so code that waited for an event with a timeout still catches it.
-    """
+    def __init__(self, endpoint: str, timeout: float) -> None:
+        super().__init__(f"no event or heartbeat for {timeout:g} s; is the server at {endpoint} running?")
+        self.endpoint = endpoint
+        self.timeout = timeout
 
 
 class ProtocolError(StreamdetError):

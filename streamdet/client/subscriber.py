@@ -11,9 +11,11 @@
 Topics filter by prefix, as ZeroMQ does: ``alert.`` is every alert, ``score.call-42`` one stream
 (and any stream whose id starts with ``call-42``; check ``event.stream_id`` when that matters).
 
-The service also publishes heartbeats on ``hb.`` so that a quiet service can be told from a gone one.
-``Subscriber`` subscribes to them besides its topics and consumes them in ``recv``: a subscriber that
-hears neither an event nor a heartbeat for its timeout raises ``ServerGoneError``.
+The service also publishes heartbeats on ``hb.`` (every ``alerts.heartbeat_s`` seconds, 2 by default)
+so that a quiet service can be told from a gone one. ``Subscriber`` subscribes to them besides its
+topics and consumes them in ``recv``: ``recv(idle_timeout=T)`` raises ``ServerGoneError`` once T
+seconds pass with neither an event nor a heartbeat. ``last_heard`` and ``last_heartbeat`` tell how
+recently the service spoke.
 """
 
 from __future__ import annotations
@@ -28,12 +30,12 @@ import zmq
 import zmq.asyncio
 from zmq.utils.monitor import recv_monitor_message
 
-from streamdet.errors import ServerGoneError
+from streamdet.errors import ProtocolError, ServerGoneError
 from streamdet.service.curve import make_client
-from streamdet.service.events import Event, decode_event
+from streamdet.service.events import HEARTBEAT_TOPIC, Event, Heartbeat, decode_event, decode_heartbeat
 
 DEFAULT_EVENTS = "tcp://127.0.0.1:5556"
-HEARTBEAT_TOPIC = "hb."
+_HEARTBEAT = HEARTBEAT_TOPIC.encode()
 
 
 class Subscriber:
@@ -54,6 +56,9 @@ class Subscriber:
             self._socket.subscribe(topic)
         self._socket.connect(endpoint)
         self._connected = False
+        self.last_heard: float | None = None
+        """``time.monotonic()`` when the last message (event or heartbeat) arrived; None before one."""
+        self.last_heartbeat: Heartbeat | None = None
 
     async def wait_connected(self, timeout: float = 10.0) -> None:
         """Until the connection (and CURVE handshake) is up and the subscriptions have been sent."""
@@ -85,12 +90,20 @@ class Subscriber:
             except TimeoutError:
                 if idle_deadline <= event_deadline or last_heard == start:
                     silent = idle_timeout if idle_deadline <= event_deadline else timeout
-                    raise ServerGoneError(f"no event or heartbeat for {silent:g} s; is the server at "
-                                          f"{self.endpoint} running?") from None
+                    raise ServerGoneError(self.endpoint, silent) from None
                 raise
-            last_heard = time.monotonic()
-            if not topic.startswith(HEARTBEAT_TOPIC.encode()):
-                return decode_event(payload)
+            last_heard = self.last_heard = time.monotonic()
+            if topic == _HEARTBEAT:
+                self._note_heartbeat(payload)
+                continue
+            return decode_event(payload)
+
+    def _note_heartbeat(self, payload: bytes) -> None:
+        # A heartbeat proves the service is alive even when its body cannot be read (another version).
+        try:
+            self.last_heartbeat = decode_heartbeat(payload)
+        except (ProtocolError, ValueError, TypeError):
+            pass
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return self
@@ -136,7 +149,7 @@ def iter_events(endpoint: str = DEFAULT_EVENTS, topics: Sequence[str] = ("",), *
                 topic, payload = socket.recv_multipart()
             except zmq.Again:
                 return
-            if not topic.startswith(HEARTBEAT_TOPIC.encode()):
+            if topic != _HEARTBEAT:
                 last_event = time.monotonic()
                 yield decode_event(payload)
     finally:

@@ -2,7 +2,7 @@
 
     settings.py    Settings (pydantic-settings) and the threshold rule
     frames.py      ZeroMQ ingest protocol v1: parse and encode frames
-    events.py      the events the service publishes (score, raised, cleared, end)
+    events.py      the events the service publishes (score, raised, cleared, end, ended, heartbeat)
     edge.py        mono mixdown and streaming resampling to 16 kHz
     ring.py        a fixed-capacity ring of samples
     windower.py    cuts a sample stream into overlapping windows
@@ -13,8 +13,8 @@
     publisher.py   fans events out to the ZeroMQ PUB socket and in-process listeners
     metrics.py     Prometheus metrics on a per-service registry
     curve.py       optional ZeroMQ CURVE keys
-    ingest/        ingest adapters (ZeroMQ PULL; WHIP/WebRTC to follow)
-    http.py        the aiohttp app (/healthz, /readyz, /metrics)
+    ingest/        ingest plugins and adapters (ZeroMQ PULL, WHIP/WebRTC), registered in plugins.py
+    http.py        the aiohttp app (/healthz, /readyz, /metrics, /info, /streams)
     server.py      Service: startup, serve, graceful shutdown
     logs.py        structured (JSON) log lines
 

@@ -53,6 +53,7 @@ class _Section(BaseModel):
 class IngestSettings(_Section):
     """ZeroMQ ingest (PULL socket)."""
 
+    enabled: bool = True
     endpoint: str = "tcp://127.0.0.1:5555"
     curve_secret_key: Path | None = None
     """Server certificate (``zmq.auth`` secret key file); set it to require CURVE on this socket."""
@@ -104,6 +105,9 @@ class AlertSettings(_Section):
     send_hwm: int = Field(10_000, ge=1)
     listener_queue: int = Field(1_000, ge=1)
     """Events buffered per in-process listener before its oldest are dropped."""
+    heartbeat_s: float = Field(2.0, gt=0)
+    """Seconds between heartbeats on the PUB socket (topic ``hb.``): subscribers tell a quiet
+    service from a gone one by them."""
 
     @model_validator(mode="after")
     def _k_within_n(self) -> AlertSettings:
@@ -173,6 +177,9 @@ class Settings(BaseSettings):
     http: HttpSettings = HttpSettings()
     whip: WhipSettings = WhipSettings()
     limits: LimitSettings = LimitSettings()
+    ingests: dict[str, dict[str, Any]] = {}
+    """Settings of ingest plugins without a table of their own, ``[ingests.<name>]``: each plugin
+    validates its table (``streamdet.service.ingest.IngestPlugin``)."""
     log_format: Literal["text", "json"] = "text"
 
     @classmethod

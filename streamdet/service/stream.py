@@ -42,6 +42,8 @@ class StreamSession:
     scored: int = 0
     dropped: int = 0
     end_published: bool = False
+    ingest: str = ""
+    """The ingest adapter the stream came in on (``zmq``, ``whip``...)."""
 
     def __post_init__(self) -> None:
         self.edge = EdgeResampler(self.sample_rate, self.channels)

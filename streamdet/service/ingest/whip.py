@@ -94,6 +94,10 @@ class WhipIngest:
                  " (bearer token)" if self._token else "",
                  ", ".join(self.settings.ice_addresses) or "every interface")
 
+    def describe(self) -> dict[str, Any]:
+        return {"protocol": "whip", "endpoint": "/whip/<stream_id>",
+                "auth": "bearer" if self._token else "none"}
+
     async def stop(self) -> None:
         self._accepting = False
         sessions = list(self.sessions.values())
