@@ -14,7 +14,7 @@ from offline.streaming_eval import AlertPolicy, replay, resolve_threshold, summa
 from streamdet.audio import SAMPLE_RATE, WINDOW_SAMPLES
 from streamdet.manifest import Calibration, InputContract
 from streamdet.scoring.base import Scorer
-from streamdet.service.windower import Windower
+from streamdet.stream.windower import Windower
 
 
 class SignScorer(Scorer):

@@ -9,7 +9,7 @@ from streamdet.audio import SAMPLE_RATE, WINDOW_SAMPLES
 from streamdet.bench.load import StepConfig, StreamPlan, Tracker, expected_windows, plan_streams, stream_audio
 from streamdet.bench.server import Endpoints, metrics_delta, parse_ready
 from streamdet.service.events import EndEvent, WindowEvent
-from streamdet.service.windower import Windower
+from streamdet.stream.windower import Windower
 
 
 @pytest.mark.parametrize("total", [1, 1000, WINDOW_SAMPLES - 1, WINDOW_SAMPLES, WINDOW_SAMPLES + 1,

@@ -23,7 +23,7 @@ from streamdet.audio import SAMPLE_RATE, fix_length, load_audio, load_window
 from streamdet.client import Sender, Subscriber
 from streamdet.service.events import WindowEvent
 from streamdet.service.frames import encode_frame, parse_frame
-from streamdet.service.stream import StreamConfig, StreamSession
+from streamdet.stream.session import StreamConfig, StreamSession
 
 pytestmark = pytest.mark.reference
 

@@ -15,7 +15,7 @@ import soundfile as sf
 import soxr
 
 from streamdet.audio import load_audio, to_mono
-from streamdet.service.edge import EdgeResampler
+from streamdet.stream.edge import EdgeResampler
 from streamdet.service.frames import decode_payload, encode_payload
 
 
