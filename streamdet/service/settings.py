@@ -118,7 +118,8 @@ class AlertSettings(_Section):
             old = data.pop("threshold")
             warn_deprecated("alerts.threshold (STREAMDET_ALERTS__THRESHOLD) is deprecated: use "
                             "alerts.spoof_threshold (STREAMDET_ALERTS__SPOOF_THRESHOLD), same value")
-            data.setdefault("spoof_threshold", old)
+            if data.get("spoof_threshold") is None:  # the new name wins when both are set
+                data["spoof_threshold"] = old
         return data
 
     @model_validator(mode="after")

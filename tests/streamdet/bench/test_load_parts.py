@@ -25,7 +25,8 @@ def test_expected_windows_match_the_services_windower(total: int, hop: int):
 
 def _score(stream_id: str, end_s: float, latency_ms: float = 5.0) -> WindowEvent:
     return WindowEvent(event="score", stream_id=stream_id, window=0, start=end_s - WINDOW_SAMPLES / SAMPLE_RATE,
-                       end=end_s, wall_time=0.0, p_spoof=0.5, p_bonafide=0.5, threshold=0.5, alert=False,
+                       end=end_s, wall_time=0.0, p_spoof=0.5, p_bonafide=0.5, spoof_threshold=0.5, threshold=0.5,
+                       spoof=True, alert=False,
                        final=False, model_id="m", latency_ms=latency_ms)
 
 
