@@ -33,7 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="choose a CM's threshold on real/fake speech and write it into its manifest",
         description="Score every window (64,600 samples, every --hop samples; shorter clips tiled) of "
         "the real and fake clips (and each clip's tail window), optionally through a telephone channel, and "
-        "store the spoof threshold (a window alerts when p_spoof >= it) for a target false-alarm rate per real window (--target-far) or "
+        "store the spoof threshold (a window alerts when p_spoof >= it) for a target false-alarm rate "
+        "per real window (--target-far) or "
         "at the EER (--at-eer) in the CM's manifest.json. The weights are not touched.",
     )
     p.add_argument("cm", type=Path, help="CM directory (model.safetensors + manifest.json)")
@@ -127,8 +128,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
     else:
         c = result.calibration
-        print(f"{scorer.model_id}, channel {args.channel}: spoof threshold {c.spoof_threshold!r} ({c.criterion}): "
-              f"alert when p_spoof >= it (streamdet serve reads it from the manifest; "
+        print(f"{scorer.model_id}, channel {args.channel}: spoof threshold {c.spoof_threshold!r} "
+              f"({c.criterion}): alert when p_spoof >= it (streamdet serve reads it from the manifest; "
               f"offline evaluate: --spoof-threshold {c.spoof_threshold!r})")
         for name, s in scored.items():
             summary = _summary(s)

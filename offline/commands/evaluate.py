@@ -64,9 +64,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
     p.add_argument("--w2v2-source", help="hub id or local directory of XLS-R (W2V2 CMs)")
     p.add_argument("--spoof-threshold", type=float, default=None, metavar="P",
-                   help="a window (file) is spoof when p_spoof >= P: of the confusion matrices (default 0.5); "
-                   "with --streaming, the alert threshold (default: --serve-config's, else the CM manifest's, "
-                   "else 0.5)")
+                   help="a window (file) is spoof when p_spoof >= P: of the confusion matrices "
+                   "(default 0.5); with --streaming, the alert threshold (default: --serve-config's, "
+                   "else the CM manifest's, else 0.5)")
     p.add_argument("--threshold", type=float, dest="bonafide_threshold", help=argparse.SUPPRESS)
     s = p.add_argument_group("streaming (field) evaluation: the service's windowing and alert rule")
     s.add_argument("--streaming", action="store_true",
@@ -197,8 +197,9 @@ def _policy(args: argparse.Namespace, scorer: Scorer) -> StreamPolicy:
     n = args.alert_n if args.alert_n is not None else max(served.get("n", defaults.n), k)
     m = args.alert_m if args.alert_m is not None else served.get("m", defaults.m)
     hop = args.hop if args.hop is not None else served.get("hop", defaults.hop)
-    return StreamPolicy.resolve(configured, manifest_calibration(scorer.contract), configured_by=configured_by,
-                                hop=hop, k=k, n=n, m=m, window=scorer.contract.window_samples)
+    return StreamPolicy.resolve(configured, manifest_calibration(scorer.contract),
+                                configured_by=configured_by, hop=hop, k=k, n=n, m=m,
+                                window=scorer.contract.window_samples)
 
 
 def _run_streaming(args: argparse.Namespace) -> int:

@@ -30,7 +30,7 @@ FLAGS: tuple[tuple[str, str, str, Any, str], ...] = (
     ("--events-curve-clients", "alerts", "curve_clients_dir", Path, "allowed client certificates"),
     ("--spoof-threshold", "alerts", "spoof_threshold", float,
      "a window is spoof evidence when p_spoof >= this (default: the CM manifest's, else 0.5)"),
-    ("--alert-k", "alerts", "k", int, "raise when k of the last n windows have p_spoof >= the spoof threshold"),
+    ("--alert-k", "alerts", "k", int, "raise when k of the last n windows are spoof evidence"),
     ("--alert-n", "alerts", "n", int, "window count n of the k-of-n rule"),
     ("--alert-m", "alerts", "m", int, "clear after m consecutive windows below the spoof threshold"),
     ("--hop-samples", "window", "hop_samples", int, "samples (16 kHz) between window starts"),
@@ -74,7 +74,8 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
             overrides.setdefault(section, {})[field] = value
     if getattr(args, "old_threshold", None) is not None:
         # --threshold was already a spoof probability: the same value, under its new name.
-        print("streamdet serve: --threshold is deprecated, use --spoof-threshold (same value)", file=sys.stderr)
+        print("streamdet serve: --threshold is deprecated, use --spoof-threshold (same value)",
+              file=sys.stderr)
         overrides.setdefault("alerts", {}).setdefault("spoof_threshold", args.old_threshold)
     if args.no_http:
         overrides.setdefault("http", {})["enabled"] = False

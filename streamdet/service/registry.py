@@ -166,8 +166,8 @@ class StreamRegistry:
         fields = dict(
             stream_id=session.stream_id, window=job.window.index, start=start, end=end,
             wall_time=time.time(), p_spoof=p_spoof, p_bonafide=p_bonafide, spoof_threshold=threshold,
-            threshold=threshold, spoof=spoof, alert=session.alerts.raised, final=job.window.final, model_id=self.model_id,
-            latency_ms=latency * 1000.0,
+            threshold=threshold, spoof=spoof, alert=session.alerts.raised, final=job.window.final,
+            model_id=self.model_id, latency_ms=latency * 1000.0,
         )
         self._publisher.publish(WindowEvent(event="score", **fields))
         self._metrics.windows_scored.inc()

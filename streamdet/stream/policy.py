@@ -162,7 +162,8 @@ class StreamPolicy:
     @classmethod
     def resolve(cls, configured: float | None, calibration: Calibration | None, *,
                 configured_by: str = "settings", **rule: Any) -> StreamPolicy:
-        """A policy whose threshold is resolved (:func:`resolve_spoof_threshold`); ``rule``: hop, k, n, m, window."""
+        """A policy with its threshold resolved (:func:`resolve_spoof_threshold`); ``rule``: hop, k, n, m,
+        window."""
         threshold, source = resolve_spoof_threshold(configured, calibration, configured_by)
         return cls(threshold, source, **rule)
 
