@@ -64,8 +64,8 @@ async def test_subscribe_prints_json_lines_of_its_topic() -> None:
     pub.bind("tcp://127.0.0.1:*")
     proc = await run_cli("subscribe", "--endpoint", pub.last_endpoint.decode(), "--topic", "alert.", "--count", "2")
     try:
-        score = WindowEvent("score", "s", 0, 0.0, 4.0375, 0.0, 0.9, 0.1, 0.5, True, False, "m", 1.0)
-        raised = WindowEvent("raised", "s", 0, 0.0, 4.0375, 0.0, 0.9, 0.1, 0.5, True, False, "m", 1.0)
+        score = WindowEvent("score", "s", 0, 0.0, 4.0375, 0.0, 0.9, 0.1, 0.5, 0.5, True, True, False, "m", 1.0)
+        raised = WindowEvent("raised", "s", 0, 0.0, 4.0375, 0.0, 0.9, 0.1, 0.5, 0.5, True, True, False, "m", 1.0)
         # PUB drops what it sends before the subscriber has joined: publish until it has printed twice.
         while proc.returncode is None:
             pub.send_multipart(encode_event(score))
