@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from streamdet import architectures
 from streamdet.audio import SAMPLE_RATE, WINDOW_SAMPLES
 from streamdet.errors import ManifestError
+from streamdet.stream.policy import NEVER_SPOOF_THRESHOLD, spoof_probability, warn_deprecated
 
 CLASS_ORDER = ("bonafide", "spoof")
 """Logit 0 is bona fide, logit 1 is spoof; scores are the probability of bona fide (paper recipe §5)."""
@@ -38,13 +39,31 @@ ArchitectureName = Annotated[str, AfterValidator(_registered)]
 
 
 class Calibration(BaseModel):
-    """An operating point: alert when the bona fide probability falls below ``threshold``."""
+    """An operating point: a window is spoof evidence when P(spoof) >= ``spoof_threshold``
+    (``streamdet.stream.policy``).
+
+    Manifests written before ``spoof_threshold`` hold ``threshold``, a bona fide probability ("alert
+    below it"); it is read once as ``spoof_threshold = 1 - threshold``, with a deprecation warning.
+    Only ``spoof_threshold`` is written.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    threshold: float = Field(ge=0.0, le=1.0)
+    spoof_threshold: float = Field(ge=0.0, le=NEVER_SPOOF_THRESHOLD)
     criterion: str
     description: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_bonafide_threshold(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "threshold" in data:
+            data = dict(data)
+            old = data.pop("threshold")
+            warn_deprecated("calibration.threshold (a bona fide probability) is deprecated: read as "
+                            "spoof_threshold = 1 - threshold; rewriting the manifest stores spoof_threshold")
+            if "spoof_threshold" not in data and isinstance(old, int | float):
+                data["spoof_threshold"] = spoof_probability(old)
+        return data
 
 
 class InputContract(BaseModel):

@@ -7,8 +7,10 @@
 - ``hb.``: a ``heartbeat`` every ``alerts.heartbeat_s`` seconds, on the ZeroMQ socket only (not to
   in-process listeners); subscribers subscribe to it besides their own prefixes.
 
-Both probabilities are published: ``p_spoof = 1 - p_bonafide``; ``threshold`` is on ``p_spoof``
-(a window is spoof evidence when ``p_spoof >= threshold``). See docs/protocol.md.
+Both probabilities are published: ``p_spoof = 1 - p_bonafide``; ``spoof_threshold`` is on ``p_spoof``,
+and ``spoof`` is the window's verdict (``p_spoof >= spoof_threshold``, decided by
+``streamdet.stream.policy``). ``threshold`` repeats ``spoof_threshold`` for older subscribers
+(deprecated). See docs/protocol.md.
 """
 
 from __future__ import annotations
@@ -38,7 +40,12 @@ class WindowEvent:
     """Unix time at publication."""
     p_spoof: float
     p_bonafide: float
+    spoof_threshold: float
+    """The threshold in force, on p_spoof."""
     threshold: float
+    """Deprecated: the same value as ``spoof_threshold``; will be removed in the next release."""
+    spoof: bool
+    """This window's verdict: spoof evidence (``p_spoof >= spoof_threshold``)."""
     alert: bool
     """Whether the stream's alert is raised after this window."""
     final: bool

@@ -25,8 +25,9 @@ from streamdet.service.batcher import WindowJob
 from streamdet.service.events import EndEvent, WindowEvent
 from streamdet.service.metrics import ServiceMetrics
 from streamdet.service.publisher import EventPublisher
-from streamdet.service.stream import StreamConfig, StreamSession
-from streamdet.service.windower import Window
+from streamdet.stream.policy import StreamPolicy, spoof_probability
+from streamdet.stream.session import StreamSession
+from streamdet.stream.windower import Window
 
 log = logging.getLogger(__name__)
 
@@ -37,18 +38,16 @@ ENDED_MEMORY = 4_096
 class StreamRegistry:
     def __init__(
         self,
-        config: StreamConfig,
+        policy: StreamPolicy,
         submit: Callable[[WindowJob], None],
         publisher: EventPublisher,
         metrics: ServiceMetrics,
         *,
-        threshold: float,
         model_id: str,
         max_streams: int = 256,
         idle_timeout_s: float = 10.0,
     ) -> None:
-        self.config = config
-        self.threshold = threshold
+        self.policy = policy
         self.model_id = model_id
         self.max_streams = max_streams
         self.idle_timeout_s = idle_timeout_s
@@ -125,7 +124,7 @@ class StreamRegistry:
                 "channels": session.channels, "duration": session.duration, "windows": session.scored,
                 "dropped": session.dropped, "pending": session.pending, "alert": session.alerts.raised,
                 "last_window": None if last is None else {
-                    "window": last.window, "start": last.start, "end": last.end, "p_spoof": last.p_spoof,
+                    "window": last.window, "start": last.start, "end": last.end, "p_spoof": last.p_spoof, "spoof": last.spoof,
                     "wall_time": last.wall_time},
             })
         return streams
@@ -159,7 +158,7 @@ class StreamRegistry:
             del self._ended[stream_id]  # a sender starting the id again from seq 0
         if len(self._active) >= self.max_streams:
             raise StreamRejectedError("max_streams", f"{self.max_streams} streams already active")
-        session = StreamSession(stream_id, sample_rate, channels, self.config, created=arrival,
+        session = StreamSession(stream_id, sample_rate, channels, self.policy, created=arrival,
                                 last_arrival=arrival)
         self._active[stream_id] = session
         self._metrics.streams_started.inc()
@@ -179,15 +178,17 @@ class StreamRegistry:
         session: StreamSession = job.key  # type: ignore[assignment]
         session.pending -= 1
         session.scored += 1
-        p_spoof = 1.0 - p_bonafide
-        transition = session.alerts.update(p_spoof >= self.threshold)
+        p_spoof = spoof_probability(p_bonafide)
+        spoof = self.policy.is_spoof(p_spoof)
+        transition = session.alerts.update(spoof)
         latency = time.monotonic() - job.arrival
         start, end = job.window.seconds(SAMPLE_RATE)
+        threshold = self.policy.spoof_threshold
         fields = dict(
             stream_id=session.stream_id, window=job.window.index, start=start, end=end,
-            wall_time=time.time(), p_spoof=p_spoof, p_bonafide=p_bonafide, threshold=self.threshold,
-            alert=session.alerts.raised, final=job.window.final, model_id=self.model_id,
-            latency_ms=latency * 1000.0,
+            wall_time=time.time(), p_spoof=p_spoof, p_bonafide=p_bonafide, spoof_threshold=threshold,
+            threshold=threshold, spoof=spoof, alert=session.alerts.raised, final=job.window.final,
+            model_id=self.model_id, latency_ms=latency * 1000.0,
         )
         score = WindowEvent(event="score", **fields)
         self._last_score[session] = score

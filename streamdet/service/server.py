@@ -25,7 +25,6 @@ from aiohttp import web
 
 from streamdet.audio import SAMPLE_RATE, WINDOW_SAMPLES
 from streamdet.errors import ConfigError
-from streamdet.manifest import Calibration
 from streamdet.scoring.base import Scorer
 from streamdet.service.batcher import Batcher
 from streamdet.service.curve import make_server, start_authenticator
@@ -35,19 +34,10 @@ from streamdet.service.ingest.plugins import build_ingests
 from streamdet.service.metrics import ServiceMetrics
 from streamdet.service.publisher import EventListener, EventPublisher
 from streamdet.service.registry import StreamRegistry
-from streamdet.service.settings import Settings, resolve_threshold
-from streamdet.service.stream import StreamConfig
+from streamdet.service.settings import Settings
+from streamdet.stream.policy import StreamPolicy, manifest_calibration
 
 log = logging.getLogger(__name__)
-
-
-def scorer_calibration(scorer: Scorer) -> Calibration | None:
-    """The operating point in a scorer's manifest, if any (a CM manifest, or an engine's CM)."""
-    contract = scorer.contract
-    calibration = getattr(contract, "calibration", None)
-    if calibration is None:
-        calibration = getattr(getattr(contract, "cm", None), "calibration", None)
-    return calibration if isinstance(calibration, Calibration) else None
 
 
 class Service:
@@ -56,8 +46,11 @@ class Service:
         self.settings = settings
         self.scorer = scorer
         self.model_id = scorer.model_id
-        self.threshold, self.threshold_source = resolve_threshold(
-            settings.alerts.threshold, scorer_calibration(scorer))
+        a = settings.alerts
+        self.policy = StreamPolicy.resolve(
+            a.spoof_threshold, manifest_calibration(scorer.contract),
+            hop=settings.window.hop_samples, k=a.k, n=a.n, m=a.m)
+        """The operating point every stream runs with (threshold resolved: settings > manifest > 0.5)."""
         self.metrics = ServiceMetrics()
         self.app: web.Application = build_app(self)
         """The HTTP app: add routes before ``start``."""
@@ -125,14 +118,13 @@ class Service:
 
     async def start(self) -> None:
         s = self.settings
-        log.info("model %s, threshold p_spoof >= %.4f (%s)", self.model_id, self.threshold, self.threshold_source)
+        log.info("model %s, threshold: %s", self.model_id, self.policy.describe())
         max_batch = min(s.scoring.max_batch or self.scorer.max_batch, self.scorer.max_batch)
         await asyncio.to_thread(self._warm_up, max_batch)
         self._start_curve()
         self.publisher = EventPublisher(self._bind_publisher(), s.alerts.listener_queue)
-        config = StreamConfig(hop=s.window.hop_samples, k=s.alerts.k, n=s.alerts.n, m=s.alerts.m)
         self.registry = StreamRegistry(
-            config, self._submit, self.publisher, self.metrics, threshold=self.threshold,
+            self.policy, self._submit, self.publisher, self.metrics,
             model_id=self.model_id, max_streams=s.limits.max_streams, idle_timeout_s=s.limits.idle_timeout_s,
         )
         self.batcher = Batcher(

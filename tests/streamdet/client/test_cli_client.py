@@ -64,8 +64,8 @@ async def test_subscribe_prints_json_lines_of_its_topic() -> None:
     pub.bind("tcp://127.0.0.1:*")
     proc = await run_cli("subscribe", "--endpoint", pub.last_endpoint.decode(), "--topic", "alert.", "--count", "2")
     try:
-        score = WindowEvent("score", "s", 0, 0.0, 4.0375, 0.0, 0.9, 0.1, 0.5, True, False, "m", 1.0)
-        raised = WindowEvent("raised", "s", 0, 0.0, 4.0375, 0.0, 0.9, 0.1, 0.5, True, False, "m", 1.0)
+        score = WindowEvent("score", "s", 0, 0.0, 4.0375, 0.0, 0.9, 0.1, 0.5, 0.5, True, True, False, "m", 1.0)
+        raised = WindowEvent("raised", "s", 0, 0.0, 4.0375, 0.0, 0.9, 0.1, 0.5, 0.5, True, True, False, "m", 1.0)
         # PUB drops what it sends before the subscriber has joined: publish until it has printed twice.
         while proc.returncode is None:
             pub.send_multipart(encode_event(score))
@@ -158,7 +158,9 @@ async def test_subscribe_heartbeats_keep_a_quiet_service_alive() -> None:
             await pub.send_multipart([b"hb.", json.dumps({"event": "heartbeat", "v": 1}).encode()])
             await asyncio.sleep(0.1)
             assert proc.returncode is None
-        raised = WindowEvent("raised", "s", 0, 0.0, 4.0375, 0.0, 0.9, 0.1, 0.5, True, False, "m", 1.0)
+        raised = WindowEvent(event="raised", stream_id="s", window=0, start=0.0, end=4.0375, wall_time=0.0,
+                             p_spoof=0.9, p_bonafide=0.1, spoof_threshold=0.5, threshold=0.5, spoof=True,
+                             alert=True, final=False, model_id="m", latency_ms=1.0)
         await pub.send_multipart(encode_event(raised))
         stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
     finally:

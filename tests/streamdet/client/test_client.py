@@ -77,7 +77,7 @@ async def test_empty_audio_sends_a_bare_end_marker(pull) -> None:
 
 
 def window_event(stream_id: str, event: str = "score") -> WindowEvent:
-    return WindowEvent(event, stream_id, 0, 0.0, 4.0375, 0.0, 0.9, 0.1, 0.5, False, False, "m", 1.0)
+    return WindowEvent(event, stream_id, 0, 0.0, 4.0375, 0.0, 0.9, 0.1, 0.5, 0.5, True, False, False, "m", 1.0)
 
 
 async def test_subscriber_filters_and_decodes() -> None:

@@ -91,7 +91,7 @@ async def test_sigterm_scores_the_in_flight_stream_and_exits_0(random_cm_dir: Pa
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "streamdet", "serve", "--engine", str(random_cm_dir), "--device", "cpu",
         "--ingest", "tcp://127.0.0.1:*", "--events", "tcp://127.0.0.1:*", "--http-port", "0",
-        "--log-format", "json", "--threshold", "0.0", "--alert-k", "1", "--alert-n", "1",
+        "--log-format", "json", "--spoof-threshold", "0.0", "--alert-k", "1", "--alert-n", "1",
         env=env, stderr=asyncio.subprocess.PIPE)
     try:
         ready = await asyncio.wait_for(_ready_line(proc.stderr), 120)
@@ -135,3 +135,16 @@ def test_w2v2_cm_without_reachable_hub_fails_in_one_line(random_w2v2_hub_cm: Pat
     assert len(lines) == 1, done.stderr
     assert "http://127.0.0.1:9 is not reachable" in lines[0]
     assert "--w2v2-source" in lines[0] and "STREAMDET_SCORING__W2V2_SOURCE" in lines[0]
+
+
+def test_old_threshold_flag_is_the_spoof_threshold_with_a_warning(capsys) -> None:
+    from streamdet.cli import build_parser
+    from streamdet.commands.serve import overrides_from
+
+    # --threshold was already a spoof probability: the same value, under its new name.
+    assert overrides_from(build_parser().parse_args(["serve", "--threshold", "0.3"])) == \
+        {"alerts": {"spoof_threshold": 0.3}}
+    assert "--threshold is deprecated, use --spoof-threshold" in capsys.readouterr().err
+    assert overrides_from(build_parser().parse_args(["serve", "--spoof-threshold", "0.3"])) == \
+        {"alerts": {"spoof_threshold": 0.3}}
+    assert capsys.readouterr().err == ""

@@ -21,7 +21,8 @@ from streamdet.service.publisher import EventPublisher
 
 def score(stream_id: str, window: int = 0, event: str = "score") -> WindowEvent:
     return WindowEvent(event=event, stream_id=stream_id, window=window, start=0.0, end=4.0375, wall_time=0.0,
-                       p_spoof=0.9, p_bonafide=0.1, threshold=0.5, alert=False, final=False, model_id="m",
+                       p_spoof=0.9, p_bonafide=0.1, spoof_threshold=0.5, threshold=0.5, spoof=True, alert=False,
+                       final=False, model_id="m",
                        latency_ms=1.0)
 
 

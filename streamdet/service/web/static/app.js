@@ -1,6 +1,8 @@
 // streamdet live monitor: loads the live streams' state (/streams) and the ingests (/info), follows
 // /events (server-sent events, the same events as the ZeroMQ topics), draws one p_spoof timeline per
 // stream, lists alerts, and publishes the microphone over WHIP.
+// The page only displays: each window's verdict (`spoof`) and the alert state come with the events,
+// decided by the service; the page never compares a score with the threshold itself.
 // Plain JavaScript with no dependency and no build step: the page must work offline.
 "use strict";
 
@@ -10,8 +12,8 @@ const MAX_ALERTS = 200;
 const STREAM_ID = /^[A-Za-z0-9._:@-]{1,128}$/;
 
 const state = {
-  threshold: 0.5,
-  streams: new Map(),          // stream id -> {el, points: [{t, p}], ended, alertSeen}
+  spoofThreshold: 0.5,         // drawn as a line; from the service's hello
+  streams: new Map(),          // stream id -> {el, points: [{t, p, spoof}], ended, alertSeen}
   mic: null,                   // {pc, media, location, token, id} while publishing
 };
 
@@ -39,9 +41,9 @@ function setConnection(kind, text) {
 function handleEvent(e) {
   switch (e.event) {
     case "hello":
-      state.threshold = e.threshold;
+      state.spoofThreshold = e.spoof_threshold;
       $("model-id").textContent = e.model_id;
-      $("threshold").textContent = "≥ " + e.threshold.toFixed(3);
+      $("threshold").textContent = "p_spoof ≥ " + String(e.spoof_threshold);
       $("alert-rule").textContent = `${e.alert_rule.k} of ${e.alert_rule.n} windows, clear after ${e.alert_rule.m}`;
       $("mic-token-label").hidden = !e.whip_token_required;
       if (!e.whip) { $("mic-start").disabled = true; setMicStatus("error", "WHIP is disabled on this service"); }
@@ -131,7 +133,7 @@ function updateCount() {
 
 function addScore(e) {
   const stream = streamCard(e.stream_id);
-  stream.points.push({ t: e.end, p: e.p_spoof });
+  stream.points.push({ t: e.end, p: e.p_spoof, spoof: e.spoof });
   const last = stream.points[stream.points.length - 1].t;
   while (stream.points.length && stream.points[0].t < last - TIMELINE_SECONDS) stream.points.shift();
   stream.el.querySelector(".last").textContent =
@@ -204,7 +206,8 @@ function draw(stream) {
 
   g.setLineDash([4, 3]);                              // the alert threshold
   g.strokeStyle = "#b42318";
-  g.beginPath(); g.moveTo(pad.l, y(state.threshold)); g.lineTo(pad.l + w, y(state.threshold)); g.stroke();
+  const yT = y(Math.min(state.spoofThreshold, 1));
+  g.beginPath(); g.moveTo(pad.l, yT); g.lineTo(pad.l + w, yT); g.stroke();
   g.setLineDash([]);
 
   if (!stream.points.length) return;
@@ -214,7 +217,7 @@ function draw(stream) {
   stream.points.forEach((pt, i) => (i ? g.lineTo(x(pt.t), y(pt.p)) : g.moveTo(x(pt.t), y(pt.p))));
   g.stroke();
   for (const pt of stream.points) {
-    g.fillStyle = pt.p >= state.threshold ? "#b42318" : "#1a7f37";
+    g.fillStyle = pt.spoof ? "#b42318" : "#1a7f37";    // the service's verdict
     g.beginPath(); g.arc(x(pt.t), y(pt.p), 2.5, 0, 2 * Math.PI); g.fill();
   }
 }
