@@ -16,11 +16,12 @@ import torch
 from torch.utils.data import ConcatDataset, Dataset, Sampler
 
 from offline.datasets import BONAFIDE, Utterance
-from offline.features.cache import FeatureCache, FeatureCacheError
+from offline.features.cache import FeatureCache
 from offline.features.specs import FrontendSpec
 from offline.training.augment import AugmentedWaveformDataset
 from offline.training.config import ExperimentConfig
 from streamdet.audio import load_window
+from streamdet.errors import FeatureCacheError
 
 _SHOWN = 5  # how many offending items an error message spells out
 

@@ -33,9 +33,9 @@ from typing import Any
 import numpy as np
 
 from streamdet.audio import SAMPLE_RATE, WINDOW_SAMPLES, load_audio
-from streamdet.bench.server import BenchError, Endpoints, ProcessStats, metrics_delta, scrape_metrics
+from streamdet.bench.server import Endpoints, ProcessStats, metrics_delta, scrape_metrics
 from streamdet.bench.stats import latency_summary
-from streamdet.errors import ConfigError
+from streamdet.errors import BenchError, ConfigError
 from streamdet.stream.policy import WindowGeometry
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from typing import Any
 
 from streamdet.bench.machine import load_average, machine_info, wait_for_quiet
 from streamdet.bench.report import comparison_table, model_only_table, plot_sweep, write_json
-from streamdet.errors import ConfigError
+from streamdet.errors import BenchError, ConfigError
 
 WHIP_MODULES = ("streamdet.service.ingest.whip", "streamdet.client.whip_sender")
 
@@ -151,7 +151,7 @@ def check_whip(count: int, streams: int) -> None:
 
 def service(args: argparse.Namespace) -> int:
     from streamdet.bench.load import StepConfig, load_clips, run_step
-    from streamdet.bench.server import BenchError, Endpoints, ServerProcess
+    from streamdet.bench.server import Endpoints, ServerProcess
     from streamdet.bench.sweep import DEFAULT_SWEEP, SLO, parse_counts, sweep
 
     connect = args.connect or args.ingest or args.events

@@ -28,6 +28,7 @@ import torch
 
 from streamdet import architectures
 from streamdet.cm import Countermeasure, load_cm
+from streamdet.errors import ConfigError
 from streamdet.scoring.base import Scorer
 
 
@@ -95,9 +96,9 @@ class TorchScorer(Scorer):
         self.max_batch = max_batch
         on_cuda = self.device.type == "cuda"
         if workers < 1:
-            raise ValueError("workers must be at least 1")
+            raise ConfigError("workers must be at least 1")
         if workers > 1 and on_cuda:
-            raise ValueError("workers split CPU batches; on CUDA use larger batches instead")
+            raise ConfigError("workers split CPU batches; on CUDA use larger batches instead")
         if workers > 1 and not threads:
             threads = max(1, torch.get_num_threads() // workers)
         if threads:
@@ -108,7 +109,7 @@ class TorchScorer(Scorer):
         # fp16 on GPU only: on CPU half precision is slower and changes scores for nothing.
         self.use_fp16 = on_cuda if fp16 is None else bool(fp16)
         if self.use_fp16 and not on_cuda:
-            raise ValueError("fp16 scoring is for CUDA devices; on CPU it is slower and less exact")
+            raise ConfigError("fp16 scoring is for CUDA devices; on CPU it is slower and less exact")
         architecture = architectures.get(cm.manifest.architecture)
         self._fp16_frontend = self.use_fp16 and architecture.frontend.fp16_safe
         if channels_last is None:
@@ -117,7 +118,7 @@ class TorchScorer(Scorer):
         if self.channels_last:
             cm.backend.to(memory_format=torch.channels_last)
         if cuda_graphs and not on_cuda:
-            raise ValueError("CUDA graphs need a CUDA device")
+            raise ConfigError("CUDA graphs need a CUDA device")
         self._graphs: dict[int, _CapturedBatch] | None = {} if cuda_graphs else None
         self._lock = threading.Lock()
 
@@ -205,7 +206,17 @@ class _CapturedBatch:
 
 
 def resolve_device(device: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU."""
+    """``auto`` → CUDA when available, else CPU; a device that torch cannot use is a ConfigError."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as exc:
+        raise ConfigError(f"unknown device {device!r} (use auto, cpu, cuda or cuda:N): {exc}") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r}: no CUDA device is usable (torch {torch.__version__}, "
+                              f"built for CUDA {torch.version.cuda or 'none'}); use --device cpu or auto")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) visible")
+    return resolved

@@ -26,9 +26,10 @@ from aiohttp import web
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.exceptions import OperationError
 
+from streamdet.errors import WhipError
 from streamdet.service.ingest import IngestContext
 from streamdet.service.ingest.whip_ice import rtc_configuration, use_host_addresses
-from streamdet.service.ingest.whip_sdp import MAX_SDP_BYTES, WhipError, check_offer
+from streamdet.service.ingest.whip_sdp import MAX_SDP_BYTES, check_offer
 from streamdet.service.ingest.whip_session import WhipSession
 from streamdet.service.settings import WhipSettings
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 import pytest
+import torch
 
 from streamdet.cli import main
 from streamdet.client import Sender, Subscriber
@@ -148,3 +149,20 @@ def test_old_threshold_flag_is_the_spoof_threshold_with_a_warning(capsys) -> Non
     assert overrides_from(build_parser().parse_args(["serve", "--spoof-threshold", "0.3"])) == \
         {"alerts": {"spoof_threshold": 0.3}}
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("device, message", [
+    ("gpu", "unknown device 'gpu'"),
+    pytest.param("cuda", "no CUDA device is usable", marks=pytest.mark.skipif(
+        torch.cuda.is_available(), reason="this machine has a CUDA device")),
+])
+def test_a_device_torch_cannot_use_is_one_line(device: str, message: str) -> None:
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-m", "streamdet", "serve", "--device", device, "--workers", "2",
+         "--ingest", "tcp://127.0.0.1:*", "--events", "tcp://127.0.0.1:*", "--no-http"],
+        capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if " INFO " not in line]
+    assert len(errors) == 1 and message in errors[0], done.stderr
