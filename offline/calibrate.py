@@ -1,17 +1,20 @@
 """Calibration: choose a CM's operating point on real (and fake) speech and store it in its manifest.
 
-The service alerts on a window when its bona fide probability falls below a threshold. The paper
-uses 0.5; a CM whose real-speech scores sit near 0 (the released ones do on telephone speech) then
-alerts on nearly every call. Calibration measures the CM's per-window scores on data that looks
-like the deployment and picks the threshold for
+A window is spoof evidence when ``p_spoof = 1 - P(bona fide) >= spoof_threshold``
+(:class:`streamdet.stream.policy.StreamPolicy`, the service's verdict). The paper's threshold is 0.5;
+a CM whose real-speech p_spoof sits near 1 (the released ones do on telephone speech) then alerts on
+nearly every call. Calibration measures the CM's per-window scores on data that looks like the
+deployment and picks the spoof threshold for
 
-- a target false-alarm rate per window on real speech (``target_far``): the largest threshold at
+- a target false-alarm rate per window on real speech (``target_far``): the smallest threshold at
   which at most that fraction of real windows would alert; or
 - the EER point of real against fake windows (``at_eer``).
 
-Windows, as the service sees them (:func:`window_offsets`): every 64,600-sample window of a clip at
-a fixed hop (1 s by default); a clip shorter than one window is tiled to one window as in the
-paper's recipe. ``hop=None`` scores only the first window (the paper's protocol).
+Windows, as the service sees them (:func:`window_offsets`, the policy's window geometry): every
+window of a clip at a fixed hop (1 s by default) and the tail window at its end; a clip shorter
+than one window is tiled to one window as in the paper's recipe. ``hop=None`` scores only the
+first window (the paper's protocol). Scores are kept as the CM returns them, P(bona fide); the
+threshold functions below take P(spoof).
 
 The result is a :class:`streamdet.manifest.Calibration` written into the CM's ``manifest.json``;
 the weights file is not touched, so the manifest's weights hash stays valid.
@@ -31,35 +34,31 @@ import numpy.typing as npt
 from offline.channels import apply_channel, channel_rng, get_channel
 from offline.datasets import Utterance
 from offline.metrics import compute_eer, det_curve
-from streamdet.audio import SAMPLE_RATE, WINDOW_SAMPLES, fix_length, load_audio
+from streamdet.audio import WINDOW_SAMPLES, fix_length, load_audio
 from streamdet.cm import read_cm_manifest
 from streamdet.errors import AudioDecodeError, ConfigError
 from streamdet.manifest import MANIFEST_NAME, Calibration, CMManifest, write_manifest
 from streamdet.scoring.base import Scorer
-
-DEFAULT_HOP = SAMPLE_RATE
-"""1 s between window starts: the service's default scoring cadence."""
-
+from streamdet.stream.policy import DEFAULT_HOP, StreamPolicy, WindowGeometry, spoof_probability
 
 # ---------------------------------------------------------------------------------------------
 # Windows
 
 
 def window_offsets(n_samples: int, window: int = WINDOW_SAMPLES, hop: int | None = DEFAULT_HOP) -> list[int]:
-    """Start offsets of the windows scored in a clip of ``n_samples`` samples.
-
-    ``0, hop, 2*hop, ...`` as long as the whole window fits in the clip; the tail after the last
-    full window is not scored (as a live stream's tail that never fills a window). A clip no longer
-    than one window gives ``[0]``: that window is the clip tiled (``fix_length``). ``hop=None``
-    gives only ``[0]``, the paper's first-4-s protocol.
+    """Start offsets of the windows scored in a clip of ``n_samples`` samples: the service's windows
+    (:meth:`streamdet.stream.policy.WindowGeometry.offsets`), ``0, hop, 2*hop, ...`` while the
+    whole window fits, then the tail window ending at the clip's end unless the last one already
+    did. A clip no longer than one window gives ``[0]``: that window is the clip tiled
+    (``fix_length``). ``hop=None`` gives only ``[0]``, the paper's first-4-s protocol.
     """
     if n_samples <= 0:
         raise ValueError("a clip needs at least one sample")
     if hop is not None and hop <= 0:
         raise ValueError(f"hop must be positive, got {hop}")
-    if hop is None or n_samples <= window:
+    if hop is None:
         return [0]
-    return list(range(0, n_samples - window + 1, hop))
+    return WindowGeometry(window, hop).offsets(n_samples)
 
 
 def clip_windows(samples: np.ndarray, window: int = WINDOW_SAMPLES, hop: int | None = DEFAULT_HOP) -> np.ndarray:
@@ -143,23 +142,28 @@ def score_windows(
 
 
 # ---------------------------------------------------------------------------------------------
-# Operating points (scores are P(bona fide); an alert is score < threshold)
+# Operating points, on P(spoof): a window alerts when the policy says so (p_spoof >= threshold)
 
 
-def _between(sorted_scores: np.ndarray, k: int) -> float:
-    """A threshold under which exactly the ``k`` lowest scores fall (fewer when scores tie):
-    the midpoint between the k-th and (k+1)-th lowest, so that nearby unseen scores are treated
-    alike on either side."""
+def _between(descending: np.ndarray, k: int) -> float:
+    """A spoof threshold at or above which exactly the ``k`` highest p_spoof lie (fewer when they tie):
+    the midpoint between the k-th and (k+1)-th highest, so that nearby unseen scores are treated
+    alike on either side, and always above the (k+1)-th. May be just above 1 (nothing alerts)."""
+    if k >= descending.size:
+        return float(descending[-1])
+    above_next = float(np.nextafter(descending[k], np.inf))
     if k <= 0:
-        return float(sorted_scores[0])
-    if k >= sorted_scores.size:
-        return float(min(1.0, np.nextafter(sorted_scores[-1], np.inf)))
-    return float((sorted_scores[k - 1] + sorted_scores[k]) / 2.0)
+        return above_next
+    return max(float((descending[k - 1] + descending[k]) / 2.0), above_next)
 
 
-def threshold_for_false_alarm_rate(real_scores: npt.ArrayLike, target: float) -> float:
-    """The largest threshold at which at most ``target`` of the real windows alert (score < t)."""
-    scores = np.sort(np.asarray(real_scores, dtype=np.float64).reshape(-1))
+def _descending(values: npt.ArrayLike) -> np.ndarray:
+    return np.sort(np.asarray(values, dtype=np.float64).reshape(-1))[::-1]
+
+
+def threshold_for_false_alarm_rate(real_p_spoof: npt.ArrayLike, target: float) -> float:
+    """The smallest spoof threshold at which at most ``target`` of the real windows alert."""
+    scores = _descending(real_p_spoof)
     if scores.size == 0:
         raise ValueError("calibration needs at least one real window")
     if not 0.0 <= target < 1.0:
@@ -168,20 +172,21 @@ def threshold_for_false_alarm_rate(real_scores: npt.ArrayLike, target: float) ->
     return _between(scores, int(np.floor(target * scores.size + 1e-9)))
 
 
-def threshold_at_eer(real_scores: npt.ArrayLike, fake_scores: npt.ArrayLike) -> tuple[float, float]:
-    """(threshold, EER as a fraction) at the EER point of the ASVspoof algorithm (offline.metrics)."""
-    eer, _ = compute_eer(real_scores, fake_scores)
-    frr, far, _ = det_curve(real_scores, fake_scores)
-    k = int(np.argmin(np.abs(frr - far)))  # the point compute_eer reports: its k lowest scores alert
-    pooled = np.sort(np.concatenate([np.asarray(real_scores, np.float64).ravel(),
-                                     np.asarray(fake_scores, np.float64).ravel()]), kind="mergesort")
-    return _between(pooled, k), eer
+def threshold_at_eer(real_p_spoof: npt.ArrayLike, fake_p_spoof: npt.ArrayLike) -> tuple[float, float]:
+    """(spoof threshold, EER as a fraction) at the EER point of the ASVspoof algorithm (offline.metrics,
+    whose scores are "higher = more bona fide": -p_spoof)."""
+    real = -np.asarray(real_p_spoof, np.float64).ravel()
+    fake = -np.asarray(fake_p_spoof, np.float64).ravel()
+    eer, _ = compute_eer(real, fake)
+    frr, far, _ = det_curve(real, fake)
+    k = int(np.argmin(np.abs(frr - far)))  # the point compute_eer reports: its k highest p_spoof alert
+    return _between(_descending(np.concatenate([-real, -fake])), k), eer
 
 
-def alert_rate(scores: npt.ArrayLike, threshold: float) -> float:
-    """Fraction of windows that alert (score < threshold); NaN for no windows."""
-    scores = np.asarray(scores, dtype=np.float64)
-    return float(np.mean(scores < threshold)) if scores.size else float("nan")
+def alert_rate(p_spoof: npt.ArrayLike, spoof_threshold: float) -> float:
+    """Fraction of windows that alert (the policy's verdict); NaN for no windows."""
+    p_spoof = np.asarray(p_spoof, dtype=np.float64)
+    return float(np.mean(StreamPolicy(spoof_threshold).are_spoof(p_spoof))) if p_spoof.size else float("nan")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,27 +217,28 @@ def calibrate(
     """Pick the threshold and describe where it came from; exactly one of target_far / at_eer."""
     if (target_far is None) == (not at_eer):
         raise ConfigError("choose one criterion: a target false-alarm rate or the EER point")
-    fake_scores = fake.scores if fake is not None else np.zeros(0)
+    real_spoof = spoof_probability(real.scores)
+    fake_spoof = spoof_probability(fake.scores if fake is not None else np.zeros(0))
     if at_eer:
-        if fake_scores.size == 0:
+        if fake_spoof.size == 0:
             raise ConfigError("the EER point needs fake windows (--fake)")
-        threshold, eer = threshold_at_eer(real.scores, fake_scores)
+        threshold, eer = threshold_at_eer(real_spoof, fake_spoof)
         criterion = "eer"
         how = f"EER point of real against fake windows (EER {100 * eer:.2f} %)"
     else:
         assert target_far is not None
-        threshold = threshold_for_false_alarm_rate(real.scores, target_far)
+        threshold = threshold_for_false_alarm_rate(real_spoof, target_far)
         criterion = f"target_far={target_far:g}"
-        how = f"largest threshold with at most {100 * target_far:g} % of real windows alerting"
-    far = alert_rate(real.scores, threshold)
-    detection = alert_rate(fake_scores, threshold)
-    windows = (f"{WINDOW_SAMPLES}-sample windows every {hop} samples, clips shorter than a window tiled"
-               if hop else "first window of each clip (tiled when shorter)")
+        how = f"smallest spoof threshold with at most {100 * target_far:g} % of real windows alerting"
+    far = alert_rate(real_spoof, threshold)
+    detection = alert_rate(fake_spoof, threshold)
+    windows = (f"{WINDOW_SAMPLES}-sample windows every {hop} samples and the tail window, clips shorter "
+               "than a window tiled" if hop else "first window of each clip (tiled when shorter)")
     parts = [
         how,
         f"data: {data}" if data else "",
         f"real: {len(real.utterances)} clips, {real.scores.size} windows, false alarms {100 * far:.2f} %",
-        (f"fake: {len(fake.utterances)} clips, {fake_scores.size} windows, detected {100 * detection:.2f} %"
+        (f"fake: {len(fake.utterances)} clips, {fake_spoof.size} windows, detected {100 * detection:.2f} %"
          if fake is not None else "no fake data"),
         f"channel: {channel} (seed {seed})",
         windows,
@@ -240,8 +246,8 @@ def calibrate(
     ]
     description = "; ".join(p for p in parts if p)
     return CalibrationResult(
-        Calibration(threshold=threshold, criterion=criterion, description=description),
-        far, detection, int(real.scores.size), int(fake_scores.size),
+        Calibration(spoof_threshold=threshold, criterion=criterion, description=description),
+        far, detection, int(real.scores.size), int(fake_spoof.size),
     )
 
 

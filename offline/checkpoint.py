@@ -20,10 +20,10 @@ from typing import Any
 import torch
 
 from offline.download import sha256_of
+from streamdet import architectures
 from streamdet.cm import build_backend, save_cm
 from streamdet.errors import CheckpointError
 from streamdet.manifest import CMManifest
-from streamdet.models.lcnn import MEL_FLAT_FEATURES, W2V2_FLAT_FEATURES
 from streamdet.models.w2v2 import XLSR_300M
 
 # Globals a whole-module torch pickle may name that are data, not behaviour.
@@ -159,15 +159,19 @@ def read_released_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor],
 
 
 def infer_architecture(state: dict[str, torch.Tensor], top_class: str) -> str:
-    """Tell Mel-LCNN, W2V2-LCNN and W2V2-AASIST apart from the class name and weight shapes."""
-    if "LL.weight" in state and "pos_S" in state:
-        return "w2v2_aasist"
-    if "fc_mu.weight" in state and "out.1.weight" in state:
-        flat = state["out.1.weight"].shape[1]
-        if flat == MEL_FLAT_FEATURES:
-            return "mel_lcnn"
-        if flat == W2V2_FLAT_FEATURES:
-            return "w2v2_lcnn"
+    """The registered architecture whose backend has exactly these tensors (names and shapes).
+
+    Only architectures that declare ``authors_checkpoints`` are candidates: their backends keep the
+    authors' parameter paths, so a released pickle's tensors name its architecture unambiguously.
+    """
+    shapes = {name: tuple(tensor.shape) for name, tensor in state.items()}
+    for name in architectures.names():
+        architecture = architectures.get(name)
+        if not architecture.authors_checkpoints:
+            continue
+        expected = {k: tuple(v.shape) for k, v in architecture.build_backend().state_dict().items()}
+        if expected == shapes:
+            return name
     raise CheckpointError(f"cannot tell which CM this is ({top_class}, {len(state)} tensors)")
 
 
@@ -196,8 +200,7 @@ def import_checkpoint(
         raise CheckpointError(f"{src}: tensors do not fit {architecture}: {exc}") from exc
     manifest = CMManifest(
         name=name or src.parent.name,
-        architecture=architecture,
-        w2v2_source=XLSR_300M if architecture.startswith("w2v2") else None,
+        **architectures.get(architecture).manifest_fields(XLSR_300M),
         trained_on=trained_on,
         source=str(src),
         source_sha256=digest,

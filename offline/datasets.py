@@ -1,4 +1,4 @@
-"""Readers of the evaluation and training sets' label files (layouts of FACTS §9).
+"""Readers of the evaluation and training sets' label files (layouts of paper recipe §9).
 
 Every reader returns :class:`Utterance` records (label 0 = bona fide/real, 1 = spoof/fake) and reads
 only label files; it opens no audio. Problems are raised, never skipped:

@@ -99,18 +99,39 @@ def download(url: str, dest: Path, sha256: str | None = None, *, timeout: float 
 
     With ``sha256`` the finished file (or an existing ``dest``) is verified; a mismatching file is
     deleted and :class:`DatasetError` raised. Network failures raise :class:`DatasetError` and
-    keep the partial file for the next attempt.
+    keep the partial file for the next attempt; folders created for ``dest`` that are still empty
+    after a failure are removed.
     """
     dest = Path(dest)
     if dest.is_file():
         _verify(dest, sha256, url)
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    created = _make_parents(dest)
     partial = dest.with_name(dest.name + ".part")
-    _fetch(url, partial, timeout)
-    _verify(partial, sha256, url)
+    try:
+        _fetch(url, partial, timeout)
+        _verify(partial, sha256, url)
+    except BaseException:
+        _remove_empty(created)  # a failed first attempt leaves no empty folders behind
+        raise
     partial.replace(dest)
     return dest
+
+
+def _make_parents(path: Path) -> list[Path]:
+    """Create the missing folders above ``path``; returns those created, innermost first."""
+    missing = [folder for folder in path.parents if not folder.exists()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders (innermost first) that are still empty; a kept ``.part`` keeps its folder."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def _safe_members(archive: zipfile.ZipFile, archive_path: Path) -> list[zipfile.ZipInfo]:

@@ -1,4 +1,4 @@
-"""Score test sets with a CM and compute the paper's EERs (FACTS §1, §5, §7).
+"""Score test sets with a CM and compute the paper's EERs (paper recipe §1, §5, §7).
 
 Each utterance is scored on its first 64,600 samples at 16 kHz (tiled when shorter), in batches.
 A file that cannot be decoded is recorded as a failure and the rest is scored: the caller decides
@@ -19,6 +19,7 @@ from offline.metrics import confusion_matrix, paper_eer
 from streamdet.audio import load_window
 from streamdet.errors import AudioDecodeError
 from streamdet.scoring.base import Scorer
+from streamdet.stream.policy import PAPER_SPOOF_THRESHOLD
 
 
 @dataclass
@@ -39,8 +40,8 @@ class ConditionResult:
         """EER in percent over the utterances that were scored."""
         return paper_eer(self.scores, self.labels)
 
-    def confusion(self, threshold: float = 0.5) -> np.ndarray:
-        return confusion_matrix(self.scores, self.labels, threshold)
+    def confusion(self, spoof_threshold: float = PAPER_SPOOF_THRESHOLD) -> np.ndarray:
+        return confusion_matrix(self.scores, self.labels, spoof_threshold)
 
 
 def _load(utterance: Utterance, window_samples: int) -> np.ndarray | AudioDecodeError:

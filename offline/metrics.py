@@ -1,6 +1,6 @@
 """Evaluation metrics of the paper: EER (ASVspoof eval-package algorithm) and confusion matrices.
 
-Conventions (FACTS §5, §7):
+Conventions (paper recipe §5, §7):
 - a score is "higher = more bona fide" (the released score files hold P(bona fide));
 - labels are 0 = bona fide (real), 1 = spoof (fake);
 - :func:`compute_eer` returns a fraction, :func:`paper_eer` a percentage as the paper prints it.
@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
+
+from streamdet.stream.policy import PAPER_SPOOF_THRESHOLD, StreamPolicy, spoof_probability
 
 BONAFIDE = 0
 SPOOF = 1
@@ -78,7 +80,7 @@ def paper_eer(scores: npt.ArrayLike, labels: npt.ArrayLike) -> float:
     """EER in percent as the paper computes it: both score directions, the smaller kept.
 
     ``labels``: 0 = bona fide, 1 = spoof. Taking the better direction means a CM whose scores are
-    systematically inverted still gets an EER below 50 % (FACTS §7).
+    systematically inverted still gets an EER below 50 % (paper recipe §7).
     """
     bonafide, spoof = _split_by_label(scores, labels)
     forward, _ = compute_eer(bonafide, spoof)
@@ -86,17 +88,21 @@ def paper_eer(scores: npt.ArrayLike, labels: npt.ArrayLike) -> float:
     return 100.0 * min(forward, backward)
 
 
-def confusion_matrix(scores: npt.ArrayLike, labels: npt.ArrayLike, threshold: float = 0.5) -> np.ndarray:
+def confusion_matrix(scores: npt.ArrayLike, labels: npt.ArrayLike,
+                     spoof_threshold: float = PAPER_SPOOF_THRESHOLD) -> np.ndarray:
     """Row-normalised 2x2 confusion matrix: rows = true (bona fide, spoof), columns = predicted.
 
-    A trial is predicted bona fide when ``score >= threshold``. With the default 0.5 on a 2-class
-    softmax this equals taking the argmax of the logits, since argmax picks index 0 (bona fide)
-    on a tie. A class without trials gets a row of NaN: its rates are undefined, not zero.
+    ``scores`` are P(bona fide). A trial is predicted spoof by the service's verdict,
+    ``p_spoof >= spoof_threshold`` (``streamdet.stream.policy``). With the default 0.5 this is the
+    argmax of the logits except on an exact tie (P = 0.5), which counts as spoof, as in the service.
+    A class without trials gets a row of NaN: its rates are undefined, not zero.
     """
     bonafide, spoof = _split_by_label(scores, labels)
+    policy = StreamPolicy(spoof_threshold)
     matrix = np.full((2, 2), np.nan)
     for row, class_scores in ((BONAFIDE, bonafide), (SPOOF, spoof)):
         if class_scores.size:
-            predicted_bonafide = float(np.count_nonzero(class_scores >= threshold)) / class_scores.size
-            matrix[row] = (predicted_bonafide, 1.0 - predicted_bonafide)
+            predicted_spoof = float(np.count_nonzero(policy.are_spoof(spoof_probability(class_scores))))
+            predicted_spoof /= class_scores.size
+            matrix[row] = (1.0 - predicted_spoof, predicted_spoof)
     return matrix

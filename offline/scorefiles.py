@@ -1,6 +1,6 @@
 """Score files in the authors' format: one ``name score label`` line per utterance.
 
-``score`` is the probability of bona fide (softmax(logits)[:, 0], FACTS §5). Labels are read as
+``score`` is the probability of bona fide (softmax(logits)[:, 0], paper recipe §5). Labels are read as
 real/fake/bonafide/spoof (any word :func:`offline.datasets.parse_label` knows) and always written as
 ``real``/``fake``, as the authors' Codecfake and ALM-ADD result files are. Scores are written with
 ``repr`` precision so that a file read back gives exactly the same floats, hence the same EER.

@@ -4,15 +4,16 @@ Each *stream* is one clip, or (``calls_seconds``) a synthetic call: the clips of
 class, in list order, concatenated until the call reaches ``calls_seconds``. Each clip first goes
 through the ``channel`` (seeded per clip by :func:`offline.channels.channel_rng`, as in
 ``offline calibrate``). The stream is then cut by the service's own
-:class:`streamdet.service.windower.Windower` (regular windows every ``hop`` samples, plus the tail
+:class:`streamdet.stream.windower.Windower` (regular windows every ``hop`` samples, plus the tail
 window at the end) and its windows' verdicts drive the service's
-:class:`streamdet.service.alerts.AlertStateMachine` (k of the last n windows raise, m in a row below
+:class:`streamdet.stream.alerts.AlertStateMachine` (k of the last n windows raise, m in a row below
 clear). Windows are scored in batches across streams; the alert machines then run over each
 stream's scores in order, which is what the service does window by window.
 
-A window is spoof evidence when its bona fide probability is below the threshold (the rule of
-:class:`streamdet.manifest.Calibration`). Times are media times: a window's verdict exists once its
-last sample has arrived, so an alert raised by a window happens at that window's end.
+The operating point is a :class:`streamdet.stream.policy.StreamPolicy`, the service's: a window is
+spoof evidence when ``p_spoof = 1 - p_bonafide >= spoof_threshold``, decided by the policy alone.
+Scores are kept as the scorer returns them, P(bona fide). Times are media times: a window's verdict
+exists once its last sample has arrived, so an alert raised by a window happens at that window's end.
 
 Metrics (see :func:`summarise`):
 
@@ -39,44 +40,11 @@ import numpy as np
 from offline.channels import apply_channel, channel_rng, get_channel
 from offline.datasets import BONAFIDE, SPOOF, Utterance
 from offline.metrics import compute_eer, det_curve
-from streamdet.audio import SAMPLE_RATE, WINDOW_SAMPLES, load_audio
+from streamdet.audio import SAMPLE_RATE, load_audio
 from streamdet.errors import AudioDecodeError
-from streamdet.manifest import Calibration
 from streamdet.scoring.base import Scorer
-from streamdet.service.alerts import AlertStateMachine
-from streamdet.service.settings import PAPER_THRESHOLD
-from streamdet.service.windower import Window, Windower
-
-
-@dataclass(frozen=True)
-class AlertPolicy:
-    """What the service would run with: bona fide threshold, window cadence, k-of-n / m rule."""
-
-    threshold: float
-    hop: int = SAMPLE_RATE
-    k: int = 2
-    n: int = 3
-    m: int = 3
-    window: int = WINDOW_SAMPLES
-
-    def is_spoof(self, p_bonafide: np.ndarray) -> np.ndarray:
-        return np.asarray(p_bonafide) < self.threshold
-
-    @property
-    def earliest_alert_s(self) -> float:
-        """The first moment a stream of at least one window plus (k-1) hops can raise an alert."""
-        return (self.window + (self.k - 1) * self.hop) / SAMPLE_RATE
-
-
-def resolve_threshold(explicit: float | None, calibration: Calibration | None) -> tuple[float, str]:
-    """The bona fide threshold and its origin: --threshold > the CM manifest's calibration > 0.5,
-    the service's order of precedence (``streamdet.service.settings.resolve_threshold``)."""
-    if explicit is not None:
-        return float(explicit), "--threshold"
-    if calibration is not None:
-        return float(calibration.threshold), f"manifest ({calibration.criterion})"
-    return PAPER_THRESHOLD, "paper default"
-
+from streamdet.stream.policy import StreamPolicy, spoof_probability
+from streamdet.stream.windower import Window, Windower
 
 # ---------------------------------------------------------------------------------------------
 # Streams
@@ -102,6 +70,8 @@ class StreamResult:
     starts: np.ndarray
     ends: np.ndarray
     scores: np.ndarray
+    spoof: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    """Each window's verdict (the policy's), set by :meth:`run_alerts`."""
     raised_after: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     raised_events: int = 0
 
@@ -109,12 +79,13 @@ class StreamResult:
     def seconds(self) -> float:
         return self.samples / SAMPLE_RATE
 
-    def run_alerts(self, policy: AlertPolicy) -> None:
+    def run_alerts(self, policy: StreamPolicy) -> None:
         """Feed the window verdicts, in order, to a fresh alert state machine (the service's)."""
-        machine = AlertStateMachine(policy.k, policy.n, policy.m)
+        machine = policy.alert_machine()
+        self.spoof = policy.are_spoof(spoof_probability(self.scores))
         raised = np.zeros(self.scores.size, dtype=bool)
         events = 0
-        for i, spoof in enumerate(policy.is_spoof(self.scores)):
+        for i, spoof in enumerate(self.spoof):
             if machine.update(bool(spoof)) == "raised":
                 events += 1
             raised[i] = machine.raised
@@ -171,7 +142,7 @@ class _BatchScorer:
 class _StreamBuilder:
     """A stream being replayed: the service's windower over it, and its windows' spans and scores."""
 
-    def __init__(self, name: str, condition: str, label: int, policy: AlertPolicy, batcher: _BatchScorer) -> None:
+    def __init__(self, name: str, condition: str, label: int, policy: StreamPolicy, batcher: _BatchScorer) -> None:
         self.clips: list[ClipSpan] = []
         self.samples = 0
         self.name, self.condition, self.label = name, condition, label
@@ -206,7 +177,7 @@ def replay(
     scorer: Scorer,
     condition: str,
     utterances: Sequence[Utterance],
-    policy: AlertPolicy,
+    policy: StreamPolicy,
     *,
     channel: str = "wideband",
     seed: int = 0,
@@ -262,7 +233,12 @@ def _median(values: list[float]) -> float | None:
     return float(np.median(values)) if values else None
 
 
-def summarise(streams: Sequence[StreamResult], policy: AlertPolicy, within: float = 5.0) -> dict[str, object]:
+def _spoof_rate(policy: StreamPolicy, p_bonafide: np.ndarray) -> float | None:
+    """Share of windows that are spoof evidence (None for no windows)."""
+    return float(np.mean(policy.are_spoof(spoof_probability(p_bonafide)))) if p_bonafide.size else None
+
+
+def summarise(streams: Sequence[StreamResult], policy: StreamPolicy, within: float = 5.0) -> dict[str, object]:
     """The field table's numbers for a set of streams (any mix of real and fake)."""
     real = [s for s in streams if s.label == BONAFIDE]
     fake = [s for s in streams if s.label == SPOOF]
@@ -277,7 +253,7 @@ def summarise(streams: Sequence[StreamResult], policy: AlertPolicy, within: floa
             "clips": sum(len(s.clips) for s in real),
             "hours": hours,
             "windows": int(real_scores.size),
-            "window_alert_rate": float(np.mean(policy.is_spoof(real_scores))) if real_scores.size else None,
+            "window_alert_rate": _spoof_rate(policy, real_scores),
             "alerts_raised": events,
             "false_alerts_per_hour": events / hours if hours > 0 else None,
             "streams_alerted": sum(s.raised_events > 0 for s in real),
@@ -293,7 +269,7 @@ def summarise(streams: Sequence[StreamResult], policy: AlertPolicy, within: floa
             "clips": len(firsts),
             "hours": sum(s.seconds for s in fake) / 3600,
             "windows": int(fake_scores.size),
-            "window_detection_rate": float(np.mean(policy.is_spoof(fake_scores))) if fake_scores.size else None,
+            "window_detection_rate": _spoof_rate(policy, fake_scores),
             "within_s": within,
             "alerted_within": sum(t <= within + 1e-9 for t in alerted) / len(firsts) if firsts else None,
             "alerted": len(alerted) / len(firsts) if firsts else None,
@@ -311,22 +287,23 @@ def summarise(streams: Sequence[StreamResult], policy: AlertPolicy, within: floa
 # Outputs
 
 
-def write_windows(path: Path, streams: Sequence[StreamResult], policy: AlertPolicy) -> None:
+def write_windows(path: Path, streams: Sequence[StreamResult]) -> None:
     """One line per window: condition, stream, label, start/end (s), P(bona fide), verdict, alert state."""
     with Path(path).open("w", encoding="utf-8") as handle:
         handle.write("condition\tstream\tlabel\tstart_s\tend_s\tp_bonafide\tspoof\talert\n")
         for s in streams:
             label = "real" if s.label == BONAFIDE else "fake"
-            for start, end, score, raised in zip(s.starts, s.ends, s.scores, s.raised_after, strict=True):
+            for start, end, score, spoof, raised in zip(s.starts, s.ends, s.scores, s.spoof, s.raised_after,
+                                                        strict=True):
                 handle.write(f"{s.condition}\t{s.name}\t{label}\t{start / SAMPLE_RATE:.4f}\t{end / SAMPLE_RATE:.4f}\t"
-                             f"{score:.6g}\t{int(score < policy.threshold)}\t{int(raised)}\n")
+                             f"{score:.6g}\t{int(spoof)}\t{int(raised)}\n")
 
 
 def plot_det(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str,
-             threshold: float | None = None) -> Path:
-    """DET curves (normal-deviate axes) of window scores: name → (real scores, fake scores).
+             policy: StreamPolicy | None = None) -> Path:
+    """DET curves (normal-deviate axes) of window scores: name → (real P(bona fide), fake P(bona fide)).
 
-    A marker shows each curve's operating point at ``threshold`` (bona fide probability).
+    A marker shows each curve's operating point under ``policy`` (its spoof threshold).
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -346,8 +323,8 @@ def plot_det(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]], title
         frr, far, _ = det_curve(real, fake)
         eer, _ = compute_eer(real, fake)
         (line,) = axes.plot(deviate(far), deviate(frr), label=f"{name} (EER {100 * eer:.1f} %)")
-        if threshold is not None:
-            far_t, frr_t = float(np.mean(fake >= threshold)), float(np.mean(real < threshold))
+        if policy is not None:
+            far_t, frr_t = 1.0 - _spoof_rate(policy, fake), _spoof_rate(policy, real)
             axes.plot(deviate(np.array([far_t])), deviate(np.array([frr_t])), "o", color=line.get_color())
     ticks = [0.001, 0.01, 0.05, 0.2, 0.5, 0.9]
     axes.set_xticks(deviate(np.array(ticks)), [f"{100 * t:g}" for t in ticks])

@@ -1,7 +1,7 @@
 """The paper's EER table layout (Tables 1 and 2), its JSON form, and look-ups of the printed cells.
 
 Columns: Feature | Backbone | 19LA | ITW | A01 ... A12 | AVG. Cells are EER percentages rounded to
-three decimals (the paper truncated some 19LA/ITW cells; FACTS §7 says print rounded values and
+three decimals (the paper truncated some 19LA/ITW cells; paper recipe §7 says print rounded values and
 compare within 0.001). AVG is the mean over the A-conditions present; when some of A01-A12 are
 missing the cell says how many it covers, e.g. ``9.424 (4/12)``, so a partial mean is never
 mistaken for the paper's.
@@ -102,7 +102,7 @@ def table_json(row: TableRow) -> dict[str, Any]:
 
 
 def cell_matches(value: float, printed: float) -> bool:
-    """Whether a reproduced EER (percent) matches a printed paper cell (FACTS §7)."""
+    """Whether a reproduced EER (percent) matches a printed paper cell (paper recipe §7)."""
     return abs(value - printed) <= CELL_TOLERANCE
 
 

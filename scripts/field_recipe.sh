@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The telephone-robust Mel-LCNN of issue 8, end to end (docs/field-accuracy.md).
+# The telephone-robust Mel-LCNN, end to end (docs/field-accuracy.md).
 # Run from the repository root. About 10-20 minutes of CPU for training, ~10 for the evaluations.
 #   SHARED=../shared scripts/field_recipe.sh            # all steps
 #   SHARED=../shared scripts/field_recipe.sh evaluate   # one step: data|splits|pull|train|calibrate|evaluate|ship

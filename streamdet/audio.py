@@ -1,7 +1,7 @@
 """Audio constants and file input, exactly as the paper's countermeasures expect them.
 
 Every CM sees mono float32 audio at 16 kHz, cut or tiled to a fixed 64,600-sample window
-(FACTS §1). This module is the one place those numbers are defined.
+(paper recipe §1). This module is the one place those numbers are defined.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ WINDOW_SAMPLES = 64_600
 WINDOW_SECONDS = WINDOW_SAMPLES / SAMPLE_RATE
 
 RESAMPLE_QUALITY = "HQ"
-"""libsoxr's default quality; other resamplers shift some of the paper's EER cells (FACTS §1)."""
+"""libsoxr's default quality; other resamplers shift some of the paper's EER cells (paper recipe §1)."""
 
 
 def to_mono(samples: np.ndarray) -> np.ndarray:
@@ -91,7 +91,7 @@ def load_audio(path: str | Path) -> np.ndarray:
 
 
 def fix_length(samples: np.ndarray, length: int = WINDOW_SAMPLES) -> np.ndarray:
-    """Keep the first ``length`` samples, or tile a shorter clip end to end and cut it (FACTS §1)."""
+    """Keep the first ``length`` samples, or tile a shorter clip end to end and cut it (paper recipe §1)."""
     if samples.shape[-1] == 0:
         raise ValueError("cannot fit an empty signal to a window")
     if samples.shape[-1] >= length:

@@ -11,35 +11,23 @@ import hashlib
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
+from streamdet import architectures
 from streamdet.errors import ManifestError
 from streamdet.manifest import MANIFEST_NAME, WEIGHTS_NAME, CMManifest, read_manifest, write_manifest
-from streamdet.models.lcnn import LCNN, MEL_FLAT_FEATURES, W2V2_FLAT_FEATURES
-from streamdet.models.mel import MelFrontend
-from streamdet.models.w2v2 import XLSR_300M, W2V2Frontend
 
 
 def build_backend(architecture: str) -> nn.Module:
-    """A freshly initialised backend for an architecture name."""
-    if architecture == "mel_lcnn":
-        return LCNN(MEL_FLAT_FEATURES)
-    if architecture == "w2v2_lcnn":
-        return LCNN(W2V2_FLAT_FEATURES)
-    if architecture == "w2v2_aasist":
-        from streamdet.models.aasist import W2V2AASIST
-
-        return W2V2AASIST()
-    raise ManifestError(f"unknown architecture {architecture!r}")
+    """A freshly initialised backend for an architecture name (a ManifestError for an unknown one)."""
+    return architectures.get(architecture).build_backend()
 
 
 def build_frontend(manifest: CMManifest, w2v2_source: str | None = None) -> nn.Module:
     """The front-end a CM needs; ``w2v2_source`` overrides the manifest's XLS-R location."""
-    if manifest.architecture == "mel_lcnn":
-        return MelFrontend()
-    source = w2v2_source or manifest.w2v2_source or XLSR_300M
-    return W2V2Frontend(source, manifest.w2v2_layer)
+    frontend = architectures.get(manifest.architecture).frontend
+    return frontend.build(w2v2_source or manifest.w2v2_source, manifest.w2v2_layer)
 
 
 class Countermeasure(nn.Module):
@@ -77,7 +65,8 @@ def save_cm(directory: str | Path, backend_state: dict[str, torch.Tensor], manif
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in backend_state.items()}
     manifest = manifest.model_copy(update={"weights_sha256": state_dict_sha256(state)})
-    save_file(state, str(directory / WEIGHTS_NAME))
+    # Written like any other file (mode 0666 less the umask): safetensors' save_file leaves 0600.
+    (directory / WEIGHTS_NAME).write_bytes(save(state))
     write_manifest(directory / MANIFEST_NAME, manifest)
     return manifest
 

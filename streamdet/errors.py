@@ -6,8 +6,16 @@
     ├── CheckpointError       a checkpoint could not be read or was refused as unsafe
     ├── DatasetError          a dataset, list, score file or download is missing or malformed
     ├── ConfigError           settings or an experiment config are invalid
+    ├── ExportError           an export failed, or its engine does not reproduce the CM
+    ├── FeatureCacheError     a W2V2 feature cache is missing, incomplete or does not fit
+    ├── BenchError            a benchmark could not run (service did not start, no events)
+    ├── WhipClientError       a WHIP endpoint refused a publisher's request
+    ├── PretrainedModelError  a front-end's pretrained model (XLS-R) cannot be loaded from its source
+    ├── ConnectError          a client cannot reach the service, or its CURVE handshake fails
+    ├── ServerGoneError       a subscriber heard no event or heartbeat for its timeout
     └── ProtocolError         a wire message (ZeroMQ frame, WHIP request) is malformed
-        └── StreamRejectedError   a well-formed frame refused by the service (limits, sequence)
+        ├── StreamRejectedError   a well-formed frame refused by the service (limits, sequence)
+        └── WhipError             a WHIP request refused by the service (with its HTTP status)
 
 Library code raises these; the command-line entry points map them to a message and an exit code,
 the service maps them to counters, log lines and HTTP statuses.
@@ -43,6 +51,56 @@ class ConfigError(StreamdetError):
     """Invalid settings or experiment configuration."""
 
 
+class ExportError(StreamdetError):
+    """An export failed, or its result does not reproduce the torch CM."""
+
+
+class FeatureCacheError(StreamdetError):
+    """A feature cache is missing, incomplete, or does not match what it is used with."""
+
+
+class BenchError(StreamdetError):
+    """The benchmark could not run (server failed to start, no events, ...)."""
+
+
+class WhipClientError(StreamdetError):
+    """The WHIP endpoint refused a request (``status``, ``title`` = reason, ``detail``)."""
+
+    def __init__(self, status: int, title: str, detail: str) -> None:
+        where = f"WHIP endpoint answered {status} " if status else "WHIP session ended: "
+        super().__init__(f"{where}{title}: {detail}".rstrip(": "))
+        self.status = status
+        self.title = title
+        self.detail = detail
+
+
+class PretrainedModelError(StreamdetError):
+    """A front-end's pretrained model (XLS-R) could not be loaded from its hub id or directory.
+
+    ``remedy`` ends the message: what the user can do (the CLI that loads the CM knows its flag).
+    """
+
+    def __init__(self, source: str, reason: str, remedy: str = "") -> None:
+        super().__init__(f"cannot load XLS-R from {source!r}: {reason}" + (f"; {remedy}" if remedy else ""))
+        self.source = source
+        self.reason = reason
+        self.remedy = remedy
+
+
+class ConnectError(StreamdetError):
+    """A client could not connect to the service in time, or the service refused its CURVE handshake."""
+
+
+class ServerGoneError(StreamdetError, TimeoutError):
+    """A subscriber received neither an event nor a heartbeat for its timeout: the service stopped, or
+    the network to it is down. Also a ``TimeoutError``, so code that waited with a timeout catches it."""
+
+    def __init__(self, endpoint: str, timeout: float) -> None:
+        super().__init__(f"no event or heartbeat for {timeout:g} s; is the server at {endpoint} running?")
+        self.endpoint = endpoint
+        self.timeout = timeout
+
+
 class ProtocolError(StreamdetError):
     """A malformed wire message; ``reason`` is a short label used for counters."""
 
@@ -54,3 +112,11 @@ class ProtocolError(StreamdetError):
 
 class StreamRejectedError(ProtocolError):
     """A well-formed frame the stream registry refuses (too many streams, repeated sequence number...)."""
+
+
+class WhipError(ProtocolError):
+    """A refused WHIP request: ``reason`` labels the counter, ``status`` is the HTTP status."""
+
+    def __init__(self, status: int, reason: str, detail: str) -> None:
+        super().__init__(reason, detail)
+        self.status = status

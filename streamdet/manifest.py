@@ -10,37 +10,60 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from streamdet import architectures
 from streamdet.audio import SAMPLE_RATE, WINDOW_SAMPLES
 from streamdet.errors import ManifestError
+from streamdet.stream.policy import NEVER_SPOOF_THRESHOLD, spoof_probability, warn_deprecated
 
 CLASS_ORDER = ("bonafide", "spoof")
-"""Logit 0 is bona fide, logit 1 is spoof; scores are the probability of bona fide (FACTS §5)."""
+"""Logit 0 is bona fide, logit 1 is spoof; scores are the probability of bona fide (paper recipe §5)."""
 
 MANIFEST_NAME = "manifest.json"
 WEIGHTS_NAME = "model.safetensors"
 
-Architecture = Literal["mel_lcnn", "w2v2_lcnn", "w2v2_aasist"]
 
-PAPER_NAMES: dict[str, tuple[str, str]] = {
-    "mel_lcnn": ("Mel", "LCNN"),
-    "w2v2_lcnn": ("W2V2", "LCNN"),
-    "w2v2_aasist": ("W2V2", "AASIST"),
-}
-"""Feature and backbone columns of the paper's tables, per architecture."""
+def _registered(name: str) -> str:
+    try:
+        architectures.get(name)
+    except ManifestError as exc:  # as a ValueError, so that pydantic names the field
+        raise ValueError(str(exc)) from None
+    return name
+
+
+ArchitectureName = Annotated[str, AfterValidator(_registered)]
+"""The name of an architecture in ``streamdet.architectures``' registry."""
 
 
 class Calibration(BaseModel):
-    """An operating point: alert when the bona fide probability falls below ``threshold``."""
+    """An operating point: a window is spoof evidence when P(spoof) >= ``spoof_threshold``
+    (``streamdet.stream.policy``).
+
+    Manifests written before ``spoof_threshold`` hold ``threshold``, a bona fide probability ("alert
+    below it"); it is read once as ``spoof_threshold = 1 - threshold``, with a deprecation warning.
+    Only ``spoof_threshold`` is written.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    threshold: float = Field(ge=0.0, le=1.0)
+    spoof_threshold: float = Field(ge=0.0, le=NEVER_SPOOF_THRESHOLD)
     criterion: str
     description: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_bonafide_threshold(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "threshold" in data:
+            data = dict(data)
+            old = data.pop("threshold")
+            warn_deprecated("calibration.threshold (a bona fide probability) is deprecated: read as "
+                            "spoof_threshold = 1 - threshold; rewriting the manifest stores spoof_threshold")
+            if "spoof_threshold" not in data and isinstance(old, int | float):
+                data["spoof_threshold"] = spoof_probability(old)
+        return data
 
 
 class InputContract(BaseModel):
@@ -69,7 +92,7 @@ class CMManifest(InputContract):
     format: Literal["streamdet-cm"] = "streamdet-cm"
     version: Literal[1] = 1
     name: str
-    architecture: Architecture
+    architecture: ArchitectureName
     w2v2_source: str | None = None
     w2v2_layer: int = 5
     trained_on: str = ""
@@ -77,6 +100,11 @@ class CMManifest(InputContract):
     source_sha256: str = ""
     weights_sha256: str = ""
     calibration: Calibration | None = None
+
+    @model_validator(mode="after")
+    def _fits_architecture(self) -> CMManifest:
+        architectures.get(self.architecture).check_manifest(self)
+        return self
 
     @property
     def model_id(self) -> str:

@@ -77,3 +77,23 @@ def random_mel_cm(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("random_mel_cm")
     save_random_cm(directory, "mel_lcnn", name="random_mel")
     return directory
+
+
+@pytest.fixture(scope="session")
+def random_w2v2_hub_cm(tmp_path_factory) -> Path:
+    """A W2V2-LCNN CM with random weights whose manifest names XLS-R by its hub id (not downloadable here)."""
+    from offline.export.random_cm import save_random_cm
+    from streamdet.models.w2v2 import XLSR_300M
+
+    directory = tmp_path_factory.mktemp("random_w2v2_hub_cm")
+    save_random_cm(directory, "w2v2_lcnn", name="random_w2v2", w2v2_source=XLSR_300M)
+    return directory
+
+
+@pytest.fixture()
+def hub_unreachable_env(tmp_path: Path) -> dict[str, str]:
+    """The environment of a subprocess whose model hub refuses connections and whose hub cache is empty."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=str(tmp_path / "hf-home"),
+               PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    return env

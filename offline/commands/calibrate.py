@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from offline import datasets
@@ -23,8 +24,7 @@ from offline.datasets import BONAFIDE, SPOOF, Utterance
 from streamdet.cm import read_cm_manifest
 from streamdet.errors import ConfigError, DatasetError
 from streamdet.scoring import open_scorer
-
-PAPER_THRESHOLD = 0.5
+from streamdet.stream.policy import PAPER_SPOOF_THRESHOLD, StreamPolicy, spoof_probability
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,8 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "calibrate",
         help="choose a CM's threshold on real/fake speech and write it into its manifest",
         description="Score every window (64,600 samples, every --hop samples; shorter clips tiled) of "
-        "the real and fake clips, optionally through a telephone channel, and store the threshold on "
-        "the bona fide probability for a target false-alarm rate per real window (--target-far) or "
+        "the real and fake clips (and each clip's tail window), optionally through a telephone channel, and "
+        "store the spoof threshold (a window alerts when p_spoof >= it) for a target false-alarm rate "
+        "per real window (--target-far) or "
         "at the EER (--at-eer) in the CM's manifest.json. The weights are not touched.",
     )
     p.add_argument("cm", type=Path, help="CM directory (model.safetensors + manifest.json)")
@@ -73,13 +74,14 @@ def _read_lists(paths: list[Path], label: int) -> list[Utterance]:
 
 
 def _summary(scores: WindowScores) -> dict[str, object]:
-    first = [s[0] for s in scores.clip_scores if s.size]
+    paper = StreamPolicy(PAPER_SPOOF_THRESHOLD)
+    first = spoof_probability(np.array([s[0] for s in scores.clip_scores if s.size], dtype=np.float64))
     return {
         "clips": len(scores.utterances),
         "windows": int(scores.scores.size),
-        "flagged_windows_at_0.5": alert_rate(scores.scores, PAPER_THRESHOLD),
-        "flagged_clips_at_0.5_first_window": alert_rate(first, PAPER_THRESHOLD),
-        "flagged_clips_at_0.5_first_window_count": int(sum(f < PAPER_THRESHOLD for f in first)),
+        "flagged_windows_at_0.5": alert_rate(spoof_probability(scores.scores), PAPER_SPOOF_THRESHOLD),
+        "flagged_clips_at_0.5_first_window": alert_rate(first, PAPER_SPOOF_THRESHOLD),
+        "flagged_clips_at_0.5_first_window_count": int(np.count_nonzero(paper.are_spoof(first))),
     }
 
 
@@ -126,7 +128,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
     else:
         c = result.calibration
-        print(f"{scorer.model_id}, channel {args.channel}: threshold {c.threshold:.6g} ({c.criterion})")
+        print(f"{scorer.model_id}, channel {args.channel}: spoof threshold {c.spoof_threshold!r} "
+              f"({c.criterion}): alert when p_spoof >= it (streamdet serve reads it from the manifest; "
+              f"offline evaluate: --spoof-threshold {c.spoof_threshold!r})")
         for name, s in scored.items():
             summary = _summary(s)
             rate = result.false_alarm_rate if name == "real" else result.detection_rate

@@ -17,20 +17,25 @@ from offline.metrics import compute_eer, paper_eer
 from offline.plots import plot_confusion_matrix
 from offline.scorefiles import read_scores, score_file_condition, write_scores
 from offline.streaming_eval import (
-    AlertPolicy,
     StreamResult,
     format_table,
     plot_det,
     replay,
-    resolve_threshold,
     summarise,
     write_windows,
 )
 from offline.tables import CONDITIONS, TableRow, render_table
+from streamdet import architectures
 from streamdet.errors import ConfigError
-from streamdet.manifest import PAPER_NAMES
 from streamdet.scoring import open_scorer
 from streamdet.scoring.base import Scorer
+from streamdet.stream.policy import (
+    PAPER_SPOOF_THRESHOLD,
+    StreamPolicy,
+    manifest_calibration,
+    read_serve_config,
+    spoof_probability,
+)
 
 # Codecfake's ALM test conditions are the paper's A03 (VALL-E) and A04 (VALL-E X).
 CODECFAKE_COLUMNS = {"A1": "A03", "A2": "A04"}
@@ -58,9 +63,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
     p.add_argument("--w2v2-source", help="hub id or local directory of XLS-R (W2V2 CMs)")
-    p.add_argument("--threshold", type=float, default=None,
-                   help="bona fide threshold: of the confusion matrices (default 0.5); with --streaming, alert "
-                   "when P(bona fide) < it (default: the CM manifest's calibration, else 0.5)")
+    p.add_argument("--spoof-threshold", type=float, default=None, metavar="P",
+                   help="a window (file) is spoof when p_spoof >= P: of the confusion matrices "
+                   "(default 0.5); with --streaming, the alert threshold (default: --serve-config's, "
+                   "else the CM manifest's, else 0.5)")
+    p.add_argument("--threshold", type=float, dest="bonafide_threshold", help=argparse.SUPPRESS)
     s = p.add_argument_group("streaming (field) evaluation: the service's windowing and alert rule")
     s.add_argument("--streaming", action="store_true",
                    help="replay every clip (or --calls-minutes calls) through the service's windower and "
@@ -72,7 +79,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help=f"channel applied to every clip first (default wideband): {', '.join(CHANNELS)}")
     s.add_argument("--seed", type=int, default=0, help="seed of the channel's randomness (packet loss)")
     s.add_argument("--serve-config", type=Path, metavar="TOML",
-                   help="streamdet serve settings to take hop and k/n/m from (default: the service's defaults)")
+                   help="streamdet serve settings to take the spoof threshold, hop and k/n/m from "
+                   "(its [alerts] and [window] tables; default: the service's defaults)")
     s.add_argument("--hop", type=int, help="samples between window starts (default: the service's, 16000)")
     s.add_argument("--alert-k", type=int, help="raise when k of the last n windows are spoof (default: service)")
     s.add_argument("--alert-n", type=int, help="n of the k-of-n rule (default: service)")
@@ -103,7 +111,7 @@ def _print_report(eer: dict[str, float], name: str, architecture: str | None, as
     if as_json:
         print(json.dumps({"cm": name, "eer": eer, **extra}, indent=2))
         return
-    feature, backbone = PAPER_NAMES.get(architecture or "", ("", name))
+    feature, backbone = architectures.get(architecture).paper_columns if architecture else ("", name)
     in_table = {c: v for c, v in eer.items() if c in CONDITIONS}
     if in_table:
         print(render_table([TableRow(feature, backbone, in_table)], title=f"EER (%) of {name}"))
@@ -131,7 +139,19 @@ def _report_failures(failures: dict[str, str], not_done: str = "scored") -> int:
     return 1
 
 
+def _spoof_threshold_flag(args: argparse.Namespace) -> float | None:
+    """--spoof-threshold, or the deprecated --threshold (a bona fide probability) converted once."""
+    if args.bonafide_threshold is None:
+        return args.spoof_threshold
+    print("offline evaluate: --threshold (a bona fide probability) is deprecated, use --spoof-threshold "
+          "(= 1 - the bona fide threshold)", file=sys.stderr)
+    if args.spoof_threshold is not None:
+        raise ConfigError("give --spoof-threshold or the deprecated --threshold, not both")
+    return spoof_probability(args.bonafide_threshold)
+
+
 def run(args: argparse.Namespace) -> int:
+    args.spoof_threshold = _spoof_threshold_flag(args)
     if args.streaming:
         return _run_streaming(args)
     if args.scores:
@@ -153,7 +173,8 @@ def run(args: argparse.Namespace) -> int:
         for r in results:
             write_scores(args.out / f"{r.condition}_result.txt", [utterance_name(u) for u in r.utterances],
                          r.scores, r.labels)
-            plot_confusion_matrix(r.confusion(0.5 if args.threshold is None else args.threshold), args.out / f"{r.condition}_confusion.png",
+            spoof_threshold = PAPER_SPOOF_THRESHOLD if args.spoof_threshold is None else args.spoof_threshold
+            plot_confusion_matrix(r.confusion(spoof_threshold), args.out / f"{r.condition}_confusion.png",
                                   f"{scorer.model_id} on {r.condition}")
     eer = {r.condition: r.eer for r in results if len(r.utterances)}
     manifest = getattr(scorer, "contract", None)
@@ -165,22 +186,20 @@ def run(args: argparse.Namespace) -> int:
     return _report_failures(failures)
 
 
-def _policy(args: argparse.Namespace, scorer: Scorer) -> tuple[AlertPolicy, str]:
-    from streamdet.service.server import scorer_calibration
-    from streamdet.service.settings import load_settings
-
-    settings = load_settings(args.serve_config)
-    threshold, source = resolve_threshold(args.threshold, scorer_calibration(scorer))
-    a = settings.alerts
-    k = args.alert_k if args.alert_k is not None else a.k
-    n = args.alert_n if args.alert_n is not None else max(a.n, k)
-    m = args.alert_m if args.alert_m is not None else a.m
-    if not 1 <= k <= n or m < 1:
-        raise ConfigError(f"need 1 <= k <= n and m >= 1, got k={k} n={n} m={m}")
-    hop = args.hop if args.hop is not None else settings.window.hop_samples
-    if hop < 1:
-        raise ConfigError(f"--hop must be positive, got {hop}")
-    return AlertPolicy(threshold, hop, k, n, m, scorer.contract.window_samples), source
+def _policy(args: argparse.Namespace, scorer: Scorer) -> StreamPolicy:
+    """The service's operating point: flags > --serve-config > the CM manifest (threshold) > defaults."""
+    served = read_serve_config(args.serve_config) if args.serve_config is not None else {}
+    configured, configured_by = args.spoof_threshold, "--spoof-threshold"
+    if configured is None and served.get("spoof_threshold") is not None:
+        configured, configured_by = served["spoof_threshold"], f"serve config {args.serve_config}"
+    defaults = StreamPolicy()
+    k = args.alert_k if args.alert_k is not None else served.get("k", defaults.k)
+    n = args.alert_n if args.alert_n is not None else max(served.get("n", defaults.n), k)
+    m = args.alert_m if args.alert_m is not None else served.get("m", defaults.m)
+    hop = args.hop if args.hop is not None else served.get("hop", defaults.hop)
+    return StreamPolicy.resolve(configured, manifest_calibration(scorer.contract),
+                                configured_by=configured_by, hop=hop, k=k, n=n, m=m,
+                                window=scorer.contract.window_samples)
 
 
 def _run_streaming(args: argparse.Namespace) -> int:
@@ -193,7 +212,7 @@ def _run_streaming(args: argparse.Namespace) -> int:
     if not sets:
         raise ConfigError("name at least one test set (--alm-add, --asvspoof2019, --itw, --codecfake, --list)")
     scorer = open_scorer(args.engine, device=args.device, w2v2_source=args.w2v2_source, max_batch=args.batch_size)
-    policy, source = _policy(args, scorer)
+    policy = _policy(args, scorer)
     calls_seconds = None if args.calls_minutes is None else 60.0 * args.calls_minutes
     streams: dict[str, list[StreamResult]] = {}
     failures: dict[str, str] = {}
@@ -210,9 +229,9 @@ def _run_streaming(args: argparse.Namespace) -> int:
         "engine": str(args.engine),
         "channel": args.channel,
         "seed": args.seed,
-        "threshold": policy.threshold,
-        "threshold_source": source,
-        "rule": "a window is spoof evidence when P(bona fide) < threshold",
+        "spoof_threshold": policy.spoof_threshold,
+        "threshold_source": policy.threshold_source,
+        "rule": "a window is spoof evidence when p_spoof = 1 - P(bona fide) >= spoof_threshold",
         "hop": policy.hop, "k": policy.k, "n": policy.n, "m": policy.m, "window": policy.window,
         "earliest_alert_s": policy.earliest_alert_s,
         "calls_minutes": args.calls_minutes,
@@ -225,17 +244,16 @@ def _run_streaming(args: argparse.Namespace) -> int:
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "streaming.json").write_text(json.dumps(report, indent=2) + "\n")
-        write_windows(args.out / "windows.tsv", pooled, policy)
+        write_windows(args.out / "windows.tsv", pooled)
         curves = {"all": _class_scores(pooled)}
         curves.update({c: _class_scores(_real_and(streams, c)) for c in report["window_eer_vs_all_real"]})
         plot_det(args.out / "det.png", curves, f"{scorer.model_id}, channel {args.channel}\n"
-                 "window DET: all real windows against each set's fakes; o = threshold", policy.threshold)
+                 "window DET: all real windows against each set's fakes; o = spoof threshold", policy)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         calls = f", calls of {args.calls_minutes:g} min" if args.calls_minutes else ", one stream per clip"
-        print(f"{scorer.model_id}, channel {args.channel}{calls}: alert when P(bona fide) < {policy.threshold:.6g} "
-              f"({source}), {policy.k} of {policy.n} windows every {policy.hop / 16000:g} s, clear after {policy.m}")
+        print(f"{scorer.model_id}, channel {args.channel}{calls}: {policy.describe()}, {policy.describe_rule()}")
         print(format_table(report))
         if report["window_eer_vs_all_real"]:
             print("window EER of every real window against each set's fakes: " + ", ".join(

@@ -6,7 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from offline.export.common import ExportError, default_engine_dir, load_source_cm
+from offline.export.common import default_engine_dir, load_source_cm
+from streamdet.errors import ExportError
 
 FORMATS = ("onnx", "tensorrt", "triton")
 TRITON_BACKENDS = ("onnxruntime", "tensorrt", "python")

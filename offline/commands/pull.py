@@ -7,6 +7,7 @@ from pathlib import Path
 
 from offline.pull import SOURCE_ENV, pull
 from offline.releases import RELEASES
+from streamdet.errors import DatasetError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,6 +25,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     out = args.out or Path("engines") / args.name
-    manifest = pull(args.name, out, source=args.source)
+    try:
+        manifest = pull(args.name, out, source=args.source)
+    except DatasetError as exc:  # the download failed: say where else the checkpoint can come from
+        raise DatasetError(f"{exc}; pull from a mirror or a local folder with --source URL|DIR "
+                           f"(or {SOURCE_ENV})") from exc
     print(f"pulled {manifest.name} ({manifest.architecture}, sha256 verified) → {out}  [{manifest.model_id}]")
     return 0

@@ -7,6 +7,6 @@
 Every engine carries an ``EngineManifest`` (``streamdet.manifest``) that the scorers check.
 """
 
-from offline.export.common import ExportError
+from streamdet.errors import ExportError
 
 __all__ = ["ExportError"]

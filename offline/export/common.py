@@ -10,13 +10,9 @@ import numpy as np
 import torch
 
 from streamdet.cm import Countermeasure, load_cm, state_dict_sha256
-from streamdet.errors import StreamdetError
+from streamdet.errors import ExportError
 from streamdet.manifest import MANIFEST_NAME, CMManifest, EngineManifest
 from streamdet.models.w2v2 import W2V2Frontend
-
-
-class ExportError(StreamdetError):
-    """An export failed, or its result does not reproduce the torch CM."""
 
 
 def sha256_file(path: str | Path) -> str:

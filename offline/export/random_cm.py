@@ -11,7 +11,9 @@ from pathlib import Path
 
 import torch
 
-from streamdet.cm import build_backend, save_cm
+from streamdet import architectures
+from streamdet.bench.models import random_backend
+from streamdet.cm import save_cm
 from streamdet.manifest import CMManifest
 
 
@@ -34,14 +36,8 @@ def save_random_cm(
     logit_scale: float = 30.0,
 ) -> CMManifest:
     """A CM directory with a random backend; ``w2v2_source`` is recorded for W2V2 architectures."""
-    torch.manual_seed(seed)
-    backend = build_backend(architecture)
-    head = backend.fc_mu if hasattr(backend, "fc_mu") else backend.out_layer
-    with torch.no_grad():
-        head.weight.mul_(logit_scale)
+    backend = random_backend(architecture, seed, logit_scale)
     manifest = CMManifest(
-        name=name or f"random_{architecture}",
-        architecture=architecture,  # type: ignore[arg-type]
-        w2v2_source=w2v2_source if architecture.startswith("w2v2") else None,
+        name=name or f"random_{architecture}", **architectures.get(architecture).manifest_fields(w2v2_source)
     )
     return save_cm(directory, backend.state_dict(), manifest)

@@ -21,9 +21,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from offline.export.common import ExportError, load_source_cm, sha256_file
+from offline.export.common import load_source_cm, sha256_file
 from offline.export.onnx import DEFAULT_OPSET, DEFAULT_TOLERANCE, build_manifest, export_graph, verify_graph
 from streamdet.cm import Countermeasure
+from streamdet.errors import ExportError
 from streamdet.manifest import (
     ENGINE_FILES,
     MANIFEST_NAME,

@@ -5,9 +5,10 @@
 - ``prepare``: computing a cache, resumably, with failures recorded by path.
 """
 
-from offline.features.cache import CheckReport, FeatureCache, FeatureCacheError
+from offline.features.cache import CheckReport, FeatureCache
 from offline.features.prepare import PrepareReport, prepare_cache
 from offline.features.specs import DatasetSpec, FrontendSpec, cache_dir_for
+from streamdet.errors import FeatureCacheError
 
 __all__ = [
     "CheckReport",

@@ -31,14 +31,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from offline.datasets import Utterance
 from offline.features.specs import FrontendSpec
-from streamdet.errors import StreamdetError
+from streamdet.errors import FeatureCacheError
 
 INDEX_NAME = "index.json"
 CACHE_FORMAT = "streamdet-feature-cache"
-
-
-class FeatureCacheError(StreamdetError):
-    """A feature cache is missing, incomplete, or does not match what it is used with."""
 
 
 class CacheIndex(BaseModel):

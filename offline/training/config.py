@@ -1,4 +1,4 @@
-"""Training configuration: typed defaults that are the paper's recipe (FACTS §8), overridden by a file.
+"""Training configuration: typed defaults that are the paper's recipe (paper recipe §8), overridden by a file.
 
 An experiment file (TOML, or the JSON a run directory keeps) states only what differs from the
 defaults: the name, the architecture, the datasets and, for Codecfake, the shorter schedule. Unknown
@@ -25,8 +25,10 @@ from offline.features.specs import (
     StrictModel,
     cache_dir_for,
 )
+from streamdet import architectures
+from streamdet.architectures import Architecture
 from streamdet.errors import ConfigError
-from streamdet.manifest import Architecture
+from streamdet.manifest import ArchitectureName
 from streamdet.models.w2v2 import HIDDEN_LAYER, XLSR_300M
 
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -146,7 +148,7 @@ class AugmentConfig(StrictModel):
 
 class ExperimentConfig(StrictModel):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
-    architecture: Architecture
+    architecture: ArchitectureName
     description: str = ""
     data: DataConfig
     features: FeatureConfig = Field(default_factory=FeatureConfig)
@@ -181,15 +183,24 @@ class ExperimentConfig(StrictModel):
         return self
 
     @property
+    def arch(self) -> Architecture:
+        """The registered architecture this experiment trains."""
+        return architectures.get(self.architecture)
+
+    @property
     def is_w2v2(self) -> bool:
-        return self.architecture.startswith("w2v2")
+        return self.arch.frontend.needs_xlsr
 
     @property
     def frontend(self) -> FrontendSpec | None:
-        """The front-end whose cached output training reads; None when mel is computed on the fly."""
-        if self.is_w2v2:
-            return FrontendSpec(kind="w2v2", source=self.features.w2v2_source, layer=self.features.w2v2_layer)
-        return FrontendSpec(kind="mel") if self.features.cache_mel else None
+        """The front-end whose cached output training reads; None when it is computed on the fly
+        (mel, unless ``features.cache_mel``)."""
+        frontend = self.arch.frontend
+        if frontend.needs_xlsr:
+            return FrontendSpec(kind=frontend.kind, source=self.features.w2v2_source, layer=self.features.w2v2_layer)
+        if frontend.on_the_fly and not self.features.cache_mel:
+            return None
+        return FrontendSpec(kind=frontend.kind)
 
     def cache_dir(self, spec: Any) -> Path:
         assert self.frontend is not None

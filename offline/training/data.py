@@ -1,6 +1,6 @@
 """Training and validation data: raw windows for on-the-fly mel, or features from prepared caches.
 
-Every item is ``(input, label)``: a 64,600-sample float32 window (FACTS §1, the same window evaluation
+Every item is ``(input, label)``: a 64,600-sample float32 window (paper recipe §1, the same window evaluation
 scores) when the mel front-end runs on the fly, otherwise the cached front-end output in the backend's
 input layout. All checks (audio present, cache complete, ids and labels matching) happen when a split
 is built, i.e. before training starts.
@@ -16,11 +16,12 @@ import torch
 from torch.utils.data import ConcatDataset, Dataset, Sampler
 
 from offline.datasets import BONAFIDE, Utterance
-from offline.features.cache import FeatureCache, FeatureCacheError
+from offline.features.cache import FeatureCache
 from offline.features.specs import FrontendSpec
 from offline.training.augment import AugmentedWaveformDataset
 from offline.training.config import ExperimentConfig
 from streamdet.audio import load_window
+from streamdet.errors import FeatureCacheError
 
 _SHOWN = 5  # how many offending items an error message spells out
 

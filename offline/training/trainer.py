@@ -1,4 +1,4 @@
-"""The training loop of the paper's recipe (FACTS §8), resumable to the bit on CPU.
+"""The training loop of the paper's recipe (paper recipe §8), resumable to the bit on CPU.
 
 Per epoch: set the step-schedule learning rate, train one pass over the (concatenated) training sets
 with class-weighted cross-entropy, compute the validation loss (never training on it), keep the
@@ -49,7 +49,6 @@ from offline.training.snapshot import load_snapshot, save_snapshot
 from streamdet.cm import build_backend, read_cm_manifest, save_cm, state_dict_sha256
 from streamdet.errors import CheckpointError, ConfigError
 from streamdet.manifest import WEIGHTS_NAME, CMManifest
-from streamdet.models.mel import MelFrontend
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +137,7 @@ class _Trainer:
         self.batch_per_rank = batch // context.world
         channels_last = config.runtime.channels_last
         if channels_last is None:
-            channels_last = self.device.type == "cpu" and config.architecture.endswith("lcnn")
+            channels_last = self.device.type == "cpu" and config.arch.channels_last
         self.channels_last = bool(channels_last)
 
     def _load_initial_weights(self, cm_dir: Path) -> None:
@@ -184,12 +183,13 @@ class _Trainer:
         self.model: nn.Module = self.backend
         if self.ctx.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            # AASIST's residual blocks hold a bn1 that the released model never uses (a quirk its
+            # Some backends hold parameters their forward never uses (AASIST's bn1, a quirk its released
             # weights depend on), so DDP must expect parameters without gradients there.
-            unused = config.architecture == "w2v2_aasist"
+            unused = config.arch.ddp_unused_parameters
             self.model = DistributedDataParallel(self.backend, device_ids=ids, find_unused_parameters=unused)
-        # Mel runs on the training device, in float32 outside autocast: raw mel power overflows fp16.
-        self.frontend = MelFrontend().to(self.device) if config.frontend is None else None
+        # An on-the-fly front-end (mel) runs on the training device, in float32 outside autocast: raw
+        # mel power overflows fp16.
+        self.frontend = config.arch.frontend.build().to(self.device) if config.frontend is None else None
         o = config.optim
         self.optimizer = torch.optim.Adam(
             self.backend.parameters(), lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay
@@ -408,8 +408,7 @@ class _Trainer:
             source += f"; fine-tuned from {read_cm_manifest(config.init_from).model_id} ({_relative_path(config.init_from)})"
         manifest = CMManifest(
             name=config.name,
-            architecture=config.architecture,
-            w2v2_source=config.features.w2v2_source if config.is_w2v2 else None,
+            **config.arch.manifest_fields(config.features.w2v2_source),
             w2v2_layer=config.features.w2v2_layer,
             trained_on=trained_on,
             source=source,

@@ -1,4 +1,4 @@
-"""``streamdet bench``: how fast streamdet scores, measured rather than assumed (issue 7).
+"""``streamdet bench``: how fast streamdet scores, measured rather than assumed (docs/benchmarks.md).
 
 Modules, one job each:
 

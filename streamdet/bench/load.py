@@ -33,9 +33,10 @@ from typing import Any
 import numpy as np
 
 from streamdet.audio import SAMPLE_RATE, WINDOW_SAMPLES, load_audio
-from streamdet.bench.server import BenchError, Endpoints, ProcessStats, metrics_delta, scrape_metrics
+from streamdet.bench.server import Endpoints, ProcessStats, metrics_delta, scrape_metrics
 from streamdet.bench.stats import latency_summary
-from streamdet.errors import ConfigError
+from streamdet.errors import BenchError, ConfigError
+from streamdet.stream.policy import WindowGeometry
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +47,8 @@ WHIP_FRAME_SAMPLES = SAMPLE_RATE * 20 // 1000
 
 
 def expected_windows(total: int, hop: int, window: int = WINDOW_SAMPLES) -> int:
-    """Windows the service emits for a stream of ``total`` samples (``streamdet.service.windower``):
-    one per hop once a window is full, plus a tail window unless the last one ended at the end."""
-    if total <= 0:
-        return 0
-    if total < window:
-        return 1
-    regular = (total - window) // hop + 1
-    last_end = (regular - 1) * hop + window
-    return regular + (1 if last_end != total else 0)
+    """Windows the service emits for a stream of ``total`` samples (the policy's window geometry)."""
+    return WindowGeometry(window, hop).count(total)
 
 
 def stream_audio(index: int, samples: int, clips: Sequence[np.ndarray] = ()) -> np.ndarray:

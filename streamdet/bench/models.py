@@ -13,15 +13,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from streamdet.cm import Countermeasure, build_backend, save_cm
+from streamdet import architectures
+from streamdet.cm import Countermeasure, save_cm
 from streamdet.manifest import CMManifest
-from streamdet.models.mel import MelFrontend
 from streamdet.models.w2v2 import HIDDEN_LAYER, W2V2Frontend, xlsr_300m_config
 
-ARCHITECTURES = ("mel_lcnn", "w2v2_lcnn", "w2v2_aasist")
 XLSR_LAYERS = 24
 LOGIT_SCALE = 30.0
-
 
 
 def random_xlsr(num_hidden_layers: int = XLSR_LAYERS, seed: int = 0) -> nn.Module:
@@ -41,13 +39,13 @@ def load_xlsr(source: str, num_hidden_layers: int | None = None) -> nn.Module:
     return Wav2Vec2Model.from_pretrained(source, **options).eval()
 
 
-def random_backend(architecture: str, seed: int = 0) -> nn.Module:
+def random_backend(architecture: str, seed: int = 0, logit_scale: float = LOGIT_SCALE) -> nn.Module:
     """A backend with random weights whose last layer is scaled so that probabilities spread."""
+    spec = architectures.get(architecture)
     torch.manual_seed(seed)
-    backend = build_backend(architecture)
-    head = backend.fc_mu if hasattr(backend, "fc_mu") else backend.out_layer
+    backend = spec.build_backend()
     with torch.no_grad():
-        head.weight.mul_(LOGIT_SCALE)
+        getattr(backend, spec.logit_layer).weight.mul_(logit_scale)
     return backend.eval()
 
 
@@ -66,18 +64,17 @@ def five_layer_copy(xlsr: nn.Module) -> nn.Module:
 
 
 def manifest_for(architecture: str, name: str | None = None) -> CMManifest:
-    return CMManifest(name=name or f"random_{architecture}", architecture=architecture)  # type: ignore[arg-type]
+    return CMManifest(name=name or f"random_{architecture}", **architectures.get(architecture).manifest_fields())
 
 
 def random_countermeasure(architecture: str, seed: int = 0, w2v2_source: str | None = None,
                           xlsr: nn.Module | None = None) -> Countermeasure:
-    """A whole CM in streamdet's five-layer form: random backend; the W2V2 front-end is ``xlsr``
+    """A whole CM in streamdet's five-layer form: random backend; a W2V2 front-end is ``xlsr``
     (truncated copy), else XLS-R from ``w2v2_source``, else random XLS-R 300M-shaped weights."""
-    if architecture not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {architecture!r} (one of {', '.join(ARCHITECTURES)})")
     backend = random_backend(architecture, seed)
-    if architecture == "mel_lcnn":
-        frontend: nn.Module = MelFrontend()
+    spec = architectures.get(architecture)
+    if not spec.frontend.needs_xlsr:
+        frontend = spec.frontend.build()
     else:
         if xlsr is not None:
             model = five_layer_copy(xlsr)

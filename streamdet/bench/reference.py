@@ -1,6 +1,6 @@
 """The authors' way of scoring, against streamdet's scorer: same weights, same windows, same process.
 
-The authors' style (their released evaluation code, FACTS §2-§3):
+The authors' style (their released evaluation code, paper recipe §2-§3):
 
 - W2V2 CMs: one window at a time, ``Wav2Vec2FeatureExtractor(do_normalize=True)``, the whole
   24-layer XLS-R called with ``output_hidden_states=True``, ``hidden_states[5]`` to the backend;
@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from streamdet import architectures
 from streamdet.audio import SAMPLE_RATE, WINDOW_SAMPLES, load_window
 from streamdet.bench.models import (
     XLSR_LAYERS,
@@ -44,17 +45,19 @@ from streamdet.models.w2v2 import HIDDEN_LAYER, W2V2Frontend
 from streamdet.scoring.base import Scorer
 
 TOLERANCE = 1e-4
-"""Largest allowed difference between the two ways' bona fide probabilities (FACTS, issue 7)."""
+"""Largest allowed difference between the two ways' bona fide probabilities (the released CMs' test vectors match to this, paper recipe §4)."""
 
 
 class ReferenceScorer:
     """Scores one window per call, as the authors' evaluation loop did."""
 
-    def __init__(self, backend: nn.Module, xlsr: nn.Module | None = None, layer: int = HIDDEN_LAYER) -> None:
+    def __init__(self, backend: nn.Module, xlsr: nn.Module | None = None, layer: int = HIDDEN_LAYER,
+                 frontend: nn.Module | None = None) -> None:
+        """``xlsr``: the whole XLS-R of a W2V2 CM; else ``frontend`` (default: mel) computes the features."""
         self.backend = backend.eval()
         self.xlsr = xlsr.eval() if xlsr is not None else None
         self.layer = layer
-        self.mel = MelFrontend() if xlsr is None else None
+        self.frontend = (frontend or MelFrontend()) if xlsr is None else None
         self.extractor = None
         if xlsr is not None:
             from transformers import Wav2Vec2FeatureExtractor
@@ -66,8 +69,8 @@ class ReferenceScorer:
     def features(self, window: np.ndarray) -> torch.Tensor:
         """One window → the backend's input (1, 1, H, W)."""
         if self.xlsr is None:
-            assert self.mel is not None
-            return self.mel(torch.from_numpy(window)[None])
+            assert self.frontend is not None
+            return self.frontend(torch.from_numpy(window)[None])
         assert self.extractor is not None
         inputs = self.extractor(window, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_values
         hidden = self.xlsr(inputs, output_hidden_states=True).hidden_states[self.layer]  # (1, frames, 1024)
@@ -106,8 +109,9 @@ def build_pair(architecture: str, cm_dir: str | Path | None = None, w2v2_source:
         manifest = manifest_for(architecture)
         weights = f"random (seed {seed})"
     reference_backend = copy.deepcopy(backend)  # the scorer may change its backend's layout in place
-    if architecture == "mel_lcnn":
-        frontend: nn.Module = MelFrontend()
+    spec = architectures.get(architecture)
+    if not spec.frontend.needs_xlsr:
+        frontend: nn.Module = spec.frontend.build()
         xlsr = None
         xlsr_text = None
     else:
@@ -120,7 +124,8 @@ def build_pair(architecture: str, cm_dir: str | Path | None = None, w2v2_source:
     cm = Countermeasure(frontend, backend, manifest).eval()
     description = {"architecture": architecture, "backend_weights": weights, "xlsr": xlsr_text,
                    "weights_sha256": state_dict_sha256(backend.state_dict())}
-    return Pair(ReferenceScorer(reference_backend, xlsr), cm, description)
+    reference_frontend = None if xlsr is not None else spec.frontend.build()
+    return Pair(ReferenceScorer(reference_backend, xlsr, frontend=reference_frontend), cm, description)
 
 
 def load_backend(cm_dir: str | Path, manifest: CMManifest) -> nn.Module:

@@ -15,7 +15,7 @@ from typing import Any
 
 from streamdet.bench.machine import load_average, machine_info, wait_for_quiet
 from streamdet.bench.report import comparison_table, model_only_table, plot_sweep, write_json
-from streamdet.errors import ConfigError
+from streamdet.errors import BenchError, ConfigError
 
 WHIP_MODULES = ("streamdet.service.ingest.whip", "streamdet.client.whip_sender")
 
@@ -83,17 +83,18 @@ def model_only(args: argparse.Namespace) -> int:
 def compare_reference(args: argparse.Namespace) -> int:
     import torch
 
+    from streamdet import architectures
     from streamdet.bench import reference as ref
     from streamdet.bench.model_only import DEFAULT_TORCH_THREADS
 
     if not args.arch:
-        raise ConfigError("--compare-reference needs --arch (mel_lcnn, w2v2_lcnn or w2v2_aasist)")
+        raise ConfigError(f"--compare-reference needs --arch ({', '.join(architectures.names())})")
     if len(args.engine) > 1:
         raise ConfigError("--compare-reference takes one --engine (a CM directory)")
     if args.device != "cpu":
         raise ConfigError("--compare-reference measures the CPU path (the authors' loop ran on CPU)")
     cm_dir = args.engine[0] if args.engine else None
-    windows_count = args.windows or (64 if args.arch == "mel_lcnn" else 8)
+    windows_count = args.windows or architectures.get(args.arch).frontend.bench_windows
     batch = args.batch or windows_count
     workers = args.workers[0]
     threads = (args.threads or [max(1, DEFAULT_TORCH_THREADS // workers)])[0]
@@ -150,7 +151,7 @@ def check_whip(count: int, streams: int) -> None:
 
 def service(args: argparse.Namespace) -> int:
     from streamdet.bench.load import StepConfig, load_clips, run_step
-    from streamdet.bench.server import BenchError, Endpoints, ServerProcess
+    from streamdet.bench.server import Endpoints, ServerProcess
     from streamdet.bench.sweep import DEFAULT_SWEEP, SLO, parse_counts, sweep
 
     connect = args.connect or args.ingest or args.events

@@ -21,16 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from streamdet.errors import StreamdetError
+from streamdet.errors import BenchError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORTS = {"ingest": 5555, "events": 5556, "http": 8080}
 LOOPBACK_ANY = "tcp://127.0.0.1:*"
-
-
-class BenchError(StreamdetError):
-    """The benchmark could not run (server failed to start, no events, ...)."""
 
 
 # --- where the service is ---------------------------------------------------------------------------

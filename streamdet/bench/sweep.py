@@ -1,6 +1,6 @@
 """Grow the number of streams until the service-level objective fails; report the largest N that met it.
 
-Default objective (issue 7): p99 end-to-end latency ≤ 500 ms and zero drops. A step also fails when
+Default objective: p99 end-to-end latency ≤ 500 ms and zero drops. A step also fails when
 windows never came, when streams did not end within the settle time, or when the client itself could
 not keep real-time pace (p99 send lag above ``max_pacing_lag_ms``): then the offered load was lower
 than N real-time streams and the step proves nothing.

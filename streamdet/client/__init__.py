@@ -16,9 +16,11 @@ from streamdet.client.sender import (
     stream_id_for,
 )
 from streamdet.client.subscriber import DEFAULT_EVENTS, Subscriber, iter_events
-from streamdet.service.events import EndEvent, Event, WindowEvent
+from streamdet.errors import ServerGoneError
+from streamdet.service.events import EndEvent, Event, Heartbeat, WindowEvent
 
 __all__ = [
-    "DEFAULT_EVENTS", "DEFAULT_INGEST", "EndEvent", "Event", "SendResult", "Sender", "Subscriber",
+    "DEFAULT_EVENTS", "DEFAULT_INGEST", "EndEvent", "Event", "Heartbeat", "SendResult", "Sender", "ServerGoneError",
+    "Subscriber",
     "WindowEvent", "iter_events", "send_file", "send_file_async", "send_files_async", "stream_id_for",
 ]

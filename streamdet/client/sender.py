@@ -4,6 +4,7 @@
     await send_file_async("call.wav", endpoint, stream_id="call-42")      # inside asyncio
 
     async with Sender(endpoint) as sender:                               # lower level: any array
+        await sender.wait_connected(timeout=10)   # optional: ConnectError if refused or not there
         await sender.send_array("mic-1", samples, 16_000, speed=1.0)
 
 Files are sent at their native rate and channel count (the service mixes down and resamples);
@@ -24,12 +25,17 @@ import numpy as np
 import soundfile as sf
 import zmq
 import zmq.asyncio
+from zmq.utils.monitor import recv_monitor_message
 
 from streamdet.audio import decode, to_mono
+from streamdet.errors import ConnectError
 from streamdet.service.curve import make_client
 from streamdet.service.frames import CHANNELS, encode_frame
 
 DEFAULT_INGEST = "tcp://127.0.0.1:5555"
+
+_HANDSHAKE_FAILED = zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | \
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH
 
 FrameCallback = Callable[[str, int, int, float], None]
 """Called after each frame is handed to ZeroMQ: (stream_id, seq, end sample (native rate), monotonic time)."""
@@ -74,9 +80,45 @@ class Sender:
         self._context = context or zmq.asyncio.Context()
         self._socket = self._context.socket(zmq.PUSH)
         self._socket.sndhwm = send_hwm
+        self._curve = server_key is not None
         if server_key is not None:
             make_client(self._socket, server_key, client_secret_key)
+        # A PUSH socket queues frames until a peer appears and retries a refused handshake forever
+        # without a word; the monitor lets wait_connected tell the caller instead.
+        self._monitor = self._socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | _HANDSHAKE_FAILED)
+        self._connected = False
         self._socket.connect(endpoint)
+
+    async def wait_connected(self, timeout: float = 10.0) -> None:
+        """Until the connection and its (CURVE) handshake are up. Raises ``ConnectError`` when the
+        service refuses the handshake, or nothing answers within ``timeout`` seconds."""
+        if self._connected:
+            return
+
+        async def handshake() -> int:
+            while True:
+                event = (await recv_monitor_message(self._monitor))["event"]
+                if event == zmq.EVENT_HANDSHAKE_SUCCEEDED or event & _HANDSHAKE_FAILED:
+                    return event
+
+        try:
+            event = await asyncio.wait_for(handshake(), timeout)
+        except TimeoutError:
+            raise ConnectError(f"no connection to the service at {self.endpoint} within {timeout:g} s; "
+                               "is streamdet serve running there?") from None
+        if event != zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            raise ConnectError(self._refusal(event))
+        self._connected = True
+
+    def _refusal(self, event: int) -> str:
+        where = f"the service at {self.endpoint}"
+        if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+            return (f"{where} refused this client's CURVE key: its public certificate must be in the "
+                    "service's clients directory (--client-key names the secret one)")
+        if not self._curve:
+            return f"{where} refused the handshake: it may require CURVE (--server-key)"
+        return (f"the CURVE handshake with {where} failed: is --server-key the service's public "
+                "certificate, and does the service use CURVE?")
 
     async def send_frame(self, stream_id: str, seq: int, samples: np.ndarray, sample_rate: int,
                          fmt: str = "s16le", *, end: bool = False, ts: float | None = None) -> None:
@@ -127,6 +169,8 @@ class Sender:
         """Close after the queued frames are delivered (or ``linger_s`` passed). Idempotent."""
         if self._socket.closed:
             return
+        self._socket.disable_monitor()
+        self._monitor.close(linger=0)
         self._socket.close(linger=int(linger_s * 1000))
         if self._own_context:
             await asyncio.to_thread(self._context.term)
@@ -139,19 +183,25 @@ class Sender:
 
 
 async def send_files_async(paths: list[str | Path], endpoint: str = DEFAULT_INGEST, *,
-                           stream_ids: list[str] | None = None, **options) -> list[SendResult]:
-    """Send several files at once, one stream each, over one connection."""
+                           stream_ids: list[str | None] | None = None, connect_timeout: float | None = None,
+                           **options) -> list[SendResult]:
+    """Send several files at once, one stream each, over one connection. ``stream_ids``: one per
+    path (None: from the file name). ``connect_timeout``: first wait that long for the connection
+    (``Sender.wait_connected``); None sends at once (frames wait in ZeroMQ's queue for a peer)."""
     ids = stream_ids or [None] * len(paths)
     server_key = options.pop("server_key", None)
     client_secret_key = options.pop("client_secret_key", None)
     async with Sender(endpoint, server_key=server_key, client_secret_key=client_secret_key) as sender:
+        if connect_timeout is not None:
+            await sender.wait_connected(connect_timeout)
         return list(await asyncio.gather(*(sender.send_file(p, i, **options) for p, i in zip(paths, ids,
                                                                                                 strict=True))))
 
 
 async def send_file_async(path: str | Path, endpoint: str = DEFAULT_INGEST, *, stream_id: str | None = None,
                           **options) -> SendResult:
-    """Send one file as one stream; options as ``Sender.send_file`` plus ``server_key``."""
+    """Send one file as one stream; options as ``Sender.send_file`` plus ``server_key``,
+    ``client_secret_key`` and ``connect_timeout``."""
     return (await send_files_async([path], endpoint, stream_ids=[stream_id] if stream_id else None,
                                    **options))[0]
 

@@ -33,7 +33,7 @@ from aiortc import sdp as aiortc_sdp
 
 from streamdet.audio import decode, to_mono
 from streamdet.client.sender import stream_id_for
-from streamdet.errors import StreamdetError
+from streamdet.errors import WhipClientError
 from streamdet.service.ingest.whip_ice import rtc_configuration, use_host_addresses
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -45,17 +45,6 @@ decoded; with it the service receives the whole file and (almost) nothing more."
 
 FrameCallback = Callable[[int, float], None]
 """Called as each frame is handed to the encoder: (end sample at the file's rate, monotonic time)."""
-
-
-class WhipClientError(StreamdetError):
-    """The WHIP endpoint refused a request (``status``, ``title`` = reason, ``detail``)."""
-
-    def __init__(self, status: int, title: str, detail: str) -> None:
-        where = f"WHIP endpoint answered {status} " if status else "WHIP session ended: "
-        super().__init__(f"{where}{title}: {detail}".rstrip(": "))
-        self.status = status
-        self.title = title
-        self.detail = detail
 
 
 @dataclass(frozen=True)

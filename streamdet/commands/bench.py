@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from streamdet import architectures
+
 
 def _ints(text: str) -> list[int]:
     try:
@@ -40,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="the authors' scoring loop against streamdet's scorer, same weights")
     p.add_argument("--engine", action="append", default=[], metavar="PATH",
                    help="CM directory or engine (repeatable with --model-only)")
-    p.add_argument("--arch", choices=("mel_lcnn", "w2v2_lcnn", "w2v2_aasist"),
+    p.add_argument("--arch", choices=architectures.names(),
                    help="random weights of this architecture (W2V2: XLS-R 300M shape)")
     p.add_argument("--w2v2-source", help="XLS-R hub id or directory (default: random XLS-R 300M-shaped weights)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, auto")

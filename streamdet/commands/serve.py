@@ -6,10 +6,14 @@ import argparse
 import asyncio
 import logging
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
-from streamdet.errors import ConfigError
+from streamdet.errors import ConfigError, PretrainedModelError
+
+W2V2_SOURCE_REMEDY = ("point --w2v2-source (settings: scoring.w2v2_source, environment: "
+                      "STREAMDET_SCORING__W2V2_SOURCE) at a local directory holding XLS-R")
 
 # (flag, settings section, field, type, help): every flag maps onto one Settings field.
 FLAGS: tuple[tuple[str, str, str, Any, str], ...] = (
@@ -27,10 +31,11 @@ FLAGS: tuple[tuple[str, str, str, Any, str], ...] = (
     ("--events", "alerts", "endpoint", str, "ZeroMQ PUB endpoint to bind for events"),
     ("--events-curve-key", "alerts", "curve_secret_key", Path, "server secret certificate: require CURVE"),
     ("--events-curve-clients", "alerts", "curve_clients_dir", Path, "allowed client certificates"),
-    ("--threshold", "alerts", "threshold", float, "spoof probability threshold (default: manifest, else 0.5)"),
-    ("--alert-k", "alerts", "k", int, "raise when k of the last n windows are at/above threshold"),
+    ("--spoof-threshold", "alerts", "spoof_threshold", float,
+     "a window is spoof evidence when p_spoof >= this (default: the CM manifest's, else 0.5)"),
+    ("--alert-k", "alerts", "k", int, "raise when k of the last n windows are spoof evidence"),
     ("--alert-n", "alerts", "n", int, "window count n of the k-of-n rule"),
-    ("--alert-m", "alerts", "m", int, "clear after m consecutive windows below threshold"),
+    ("--alert-m", "alerts", "m", int, "clear after m consecutive windows below the spoof threshold"),
     ("--hop-samples", "window", "hop_samples", int, "samples (16 kHz) between window starts"),
     ("--http-host", "http", "host", str, "address of /healthz, /readyz, /metrics"),
     ("--http-port", "http", "port", int, "port of the HTTP side (0 = any free port)"),
@@ -55,6 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--config", type=Path, help="TOML settings file (see configs/serve.toml)")
     for flag, _section, _field, kind, help_text in FLAGS:
         parser.add_argument(flag, type=kind, help=help_text)
+    parser.add_argument("--threshold", type=float, dest="old_threshold", help=argparse.SUPPRESS)
     parser.add_argument("--no-http", action="store_true", help="do not serve /healthz, /readyz, /metrics")
     parser.add_argument("--no-whip", action="store_true", help="no WebRTC ingest (POST /whip/<stream_id>)")
     parser.add_argument("--no-page", action="store_true", help="no monitoring page (/ and /events)")
@@ -69,6 +75,11 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, flag.lstrip("-").replace("-", "_"))
         if value is not None:
             overrides.setdefault(section, {})[field] = value
+    if getattr(args, "old_threshold", None) is not None:
+        # --threshold was already a spoof probability: the same value, under its new name.
+        print("streamdet serve: --threshold is deprecated, use --spoof-threshold (same value)",
+              file=sys.stderr)
+        overrides.setdefault("alerts", {}).setdefault("spoof_threshold", args.old_threshold)
     if args.no_http:
         overrides.setdefault("http", {})["enabled"] = False
     if args.no_whip:
@@ -91,15 +102,18 @@ def run(args: argparse.Namespace) -> int:
         use_json_logs()
     scoring = settings.scoring
     engine = scoring.engine or _shipped_cm(PULL_HINT)
-    scorer = open_scorer(engine, device=scoring.device, w2v2_source=scoring.w2v2_source,
-                         max_batch=scoring.max_batch or default_max_batch(scoring.device),
-                         threads=scoring.threads or None, workers=scoring.workers)
+    try:
+        scorer = open_scorer(engine, device=scoring.device, w2v2_source=scoring.w2v2_source,
+                             max_batch=scoring.max_batch or default_max_batch(scoring.device),
+                             threads=scoring.threads or None, workers=scoring.workers)
+    except PretrainedModelError as exc:  # name the service's ways to set the source, not only the flag
+        raise PretrainedModelError(exc.source, exc.reason, W2V2_SOURCE_REMEDY) from exc
     asyncio.run(_serve(settings, scorer))
     return 0
 
 
 def _shipped_cm(pull_hint: str) -> str:
-    """The CM shipped inside the package (issue 8's telephone-robust Mel-LCNN), used without --engine."""
+    """The CM shipped inside the package (the telephone-robust Mel-LCNN of docs/field-accuracy.md), used without --engine."""
     from streamdet.manifest import MANIFEST_NAME
     from streamdet.pretrained import default_cm_dir
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 from dataclasses import asdict
 from pathlib import Path
+
+from streamdet.errors import ConfigError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,20 +19,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--topic", action="append", dest="topics", metavar="PREFIX",
                         help="topic prefix, repeatable (default: everything)")
     parser.add_argument("--count", type=int, help="exit after this many events")
-    parser.add_argument("--timeout", type=float, help="exit after this many seconds without an event")
+    parser.add_argument("--timeout", type=float, metavar="SECONDS",
+                        help="exit with an error after this many seconds without an event or a heartbeat "
+                             "(the service is gone); a quiet running service sends heartbeats")
     parser.add_argument("--server-key", type=Path, help="the server's public CURVE certificate")
     parser.add_argument("--client-key", type=Path, help="this client's secret CURVE certificate")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from streamdet.client import iter_events
+    if args.timeout is not None and args.timeout <= 0:
+        raise ConfigError("--timeout must be positive")
+    asyncio.run(_follow(args))
+    return 0
+
+
+async def _follow(args: argparse.Namespace) -> None:
+    from streamdet.client import Subscriber
 
     seen = 0
-    for event in iter_events(args.endpoint, args.topics or [""], timeout=args.timeout,
-                             server_key=args.server_key, client_secret_key=args.client_key):
-        print(json.dumps(asdict(event)), flush=True)
-        seen += 1
-        if args.count is not None and seen >= args.count:
-            break
-    return 0
+    async with Subscriber(args.endpoint, args.topics or [""], server_key=args.server_key,
+                          client_secret_key=args.client_key) as subscriber:
+        while args.count is None or seen < args.count:
+            event = await subscriber.recv(idle_timeout=args.timeout)
+            print(json.dumps(asdict(event)), flush=True)
+            seen += 1

@@ -55,7 +55,7 @@ class StreamRecord:
         }
 
 
-def plot_timeline(path: Path, record: StreamRecord, threshold: float) -> None:
+def plot_timeline(path: Path, record: StreamRecord, spoof_threshold: float) -> None:
     """p_spoof of every window at the window's end (media time), the threshold, alert spans shaded."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -65,7 +65,8 @@ def plot_timeline(path: Path, record: StreamRecord, threshold: float) -> None:
     axes = figure.add_subplot()
     ends = [event.end for event in record.scores]
     axes.plot(ends, [event.p_spoof for event in record.scores], marker="o", color="tab:blue", label="p_spoof")
-    axes.axhline(threshold, color="tab:red", linestyle="--", linewidth=1, label=f"threshold {threshold:.3f}")
+    axes.axhline(spoof_threshold, color="tab:red", linestyle="--", linewidth=1,
+                 label=f"threshold {spoof_threshold:.3f}")
     stream_end = record.end.duration if record.end is not None else (ends[-1] if ends else 0.0)
     raised_at: float | None = None
     for event in record.alerts:
@@ -86,16 +87,16 @@ def plot_timeline(path: Path, record: StreamRecord, threshold: float) -> None:
     figure.savefig(path)
 
 
-def write_report(out_dir: Path, records: list[StreamRecord], *, model_id: str, threshold: float,
+def write_report(out_dir: Path, records: list[StreamRecord], *, model_id: str, spoof_threshold: float,
                  alert_rule: str, page_url: str | None) -> Path:
     """Write report.json, report.md and the timelines into ``out_dir``; returns report.md's path."""
     out_dir.mkdir(parents=True, exist_ok=True)
     streams = []
     for record in records:
         png = f"{record.sample.stream_id}.png"
-        plot_timeline(out_dir / png, record, threshold)
+        plot_timeline(out_dir / png, record, spoof_threshold)
         streams.append(record.summary(png))
-    report = {"model_id": model_id, "threshold_p_spoof": threshold, "alert_rule": alert_rule,
+    report = {"model_id": model_id, "spoof_threshold": spoof_threshold, "alert_rule": alert_rule,
               "page_url": page_url, "streams": streams}
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     markdown = out_dir / "report.md"
@@ -108,7 +109,7 @@ def _markdown(report: dict[str, Any]) -> str:
         "# streamdet demo",
         "",
         f"Model `{report['model_id']}`; a window is spoof evidence when p_spoof >= "
-        f"{report['threshold_p_spoof']:.4f}; alert rule: {report['alert_rule']}.",
+        f"{report['spoof_threshold']:.4f}; alert rule: {report['alert_rule']}.",
         "",
         "| stream | really | verdict | first alert (s) | max p_spoof | windows |",
         "| --- | --- | --- | ---: | ---: | ---: |",

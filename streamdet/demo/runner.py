@@ -83,13 +83,12 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event, write: Write = pri
     try:
         await service.start()
         page_url = f"http://127.0.0.1:{service.http_port}/" if service.http_port is not None else None
-        threshold = _service_threshold(service)
-        alerts = settings.alerts
-        alert_rule = (f"raise when {alerts.k} of the last {alerts.n} windows have p_spoof >= threshold, "
-                      f"clear after {alerts.m} below")
-        write(f"streamdet demo: model {service.model_id}, threshold p_spoof >= {threshold:.4f} "
-              f"({getattr(service, 'threshold_source', 'resolved by the service')})")
-        write(f"  {alert_rule}; windows of 4.04 s every {settings.window.hop_samples / 16000:g} s")
+        policy = service.policy
+        threshold = policy.spoof_threshold
+        alert_rule = f"{policy.describe_rule()} (windows of 4.04 s)"
+        write(f"streamdet demo: model {service.model_id}, spoof evidence when p_spoof >= {threshold:.4f} "
+              f"({policy.threshold_source})")
+        write(f"  alert rule: {alert_rule}")
         write(f"  monitoring page {page_url}   ingest {service.ingest_endpoint}   events {service.events_endpoint}")
         write(f"  streaming {len(samples)} clips in real time, concurrently: "
               + ", ".join(f"{s.stream_id} ({s.label})" for s in samples))
@@ -98,10 +97,8 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event, write: Write = pri
             write("interrupted: no report written")
             return 130
         unfinished = [r.sample.stream_id for r in records if r.end is None]
-        if records and records[0].scores:
-            threshold = records[0].scores[0].threshold  # what the service actually applied
         report = await asyncio.to_thread(write_report, options.out_dir, records, model_id=service.model_id,
-                                         threshold=threshold, alert_rule=alert_rule, page_url=page_url)
+                                         spoof_threshold=threshold, alert_rule=alert_rule, page_url=page_url)
         write_summary(records, report, write)
         if unfinished:
             write(f"error: no end of stream within {END_GRACE_S:.0f} s after sending for: {', '.join(unfinished)}")
@@ -113,15 +110,6 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event, write: Write = pri
         return 0
     finally:
         await service.stop()
-
-
-def _service_threshold(service: Service) -> float:
-    """The spoof-probability threshold the service resolved (settings, manifest or the paper's)."""
-    for name in ("spoof_threshold", "threshold"):
-        value = getattr(service, name, None)
-        if isinstance(value, float):
-            return value
-    raise AttributeError("the service exposes no resolved threshold")
 
 
 async def stream_samples(service: Service, samples: Sequence[DemoSample], stop: asyncio.Event,
@@ -148,7 +136,7 @@ async def stream_samples(service: Service, samples: Sequence[DemoSample], stop: 
                         continue
                     _add(record, event)
                     write(describe(event))
-                    if isinstance(event, EndEvent):
+                    if isinstance(event, EndEvent) and event.event == "end":
                         waiting.discard(event.stream_id)
                 if not stop.is_set():
                     await asyncio.gather(*sends)  # re-raises a failed send
@@ -160,7 +148,8 @@ async def stream_samples(service: Service, samples: Sequence[DemoSample], stop: 
 
 def _add(record: StreamRecord, event: Event) -> None:
     if isinstance(event, EndEvent):
-        record.end = event
+        if event.event == "end":  # not "ended", its copy on the alert topic
+            record.end = event
     elif event.event == "score":
         record.scores.append(event)
     else:
@@ -169,13 +158,15 @@ def _add(record: StreamRecord, event: Event) -> None:
 
 def describe(event: Event) -> str:
     """One readable line per event: media time (end of the window), stream, what happened."""
+    if isinstance(event, EndEvent) and event.event != "end":
+        return f"{event.duration:7.2f} s  {event.stream_id:<24}  {event.event:<7}  the stream ended with its alert up"
     if isinstance(event, EndEvent):
         state = "alert up" if event.alert else "no alert up"
         return (f"{event.duration:7.2f} s  {event.stream_id:<24}  end      {event.windows} windows, "
                 f"{event.dropped} dropped, {state}")
     assert isinstance(event, WindowEvent)
     if event.event == "score":
-        evidence = "spoof evidence" if event.p_spoof >= event.threshold else ""
+        evidence = "spoof evidence" if event.spoof else ""
         return (f"{event.end:7.2f} s  {event.stream_id:<24}  score    p_spoof {event.p_spoof:.4f}  "
                 f"{evidence:<14}  ({event.latency_ms:.0f} ms)")
     banner = ">>> ALERT" if event.event == "raised" else "<<< alert over"

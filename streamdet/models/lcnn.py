@@ -1,4 +1,4 @@
-"""Light CNN backend (FACTS §4), for mel and for W2V2 features.
+"""Light CNN backend (paper recipe §4), for mel and for W2V2 features.
 
 Module names (``conv1``..``conv9``, ``out``, ``fc_mu``) and the positions of layers inside each
 ``Sequential`` are those of the released checkpoints, so their state dicts load strictly.

@@ -1,4 +1,4 @@
-"""Mel front-end of the Mel-LCNN, in plain torch (FACTS §2).
+"""Mel front-end of the Mel-LCNN, in plain torch (paper recipe §2).
 
 Bit-for-bit the recipe of torchaudio's ``MelSpectrogram(sample_rate=16000, n_fft=512,
 hop_length=128, n_mels=80)``: power spectrogram of a centred, reflect-padded STFT with a periodic
@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from streamdet.audio import SAMPLE_RATE
@@ -66,5 +67,41 @@ class MelFrontend(nn.Module):
             return_complex=True,
         )
         power = spectrum.real.square() + spectrum.imag.square()  # (batch, freqs, frames)
+        mel = torch.matmul(power.transpose(1, 2), self.filterbank)  # (batch, frames, mels)
+        return mel.unsqueeze(1)
+
+
+def dft_basis(n_fft: int = N_FFT) -> torch.Tensor:
+    """(2 * (n_fft // 2 + 1), 1, n_fft) conv1d kernels: periodic-Hann-windowed cos rows, then -sin rows."""
+    n = torch.arange(n_fft, dtype=torch.float64)
+    k = torch.arange(n_fft // 2 + 1, dtype=torch.float64)
+    window = torch.hann_window(n_fft, periodic=True, dtype=torch.float64)
+    angle = 2.0 * math.pi * torch.outer(k, n) / n_fft  # (freqs, n_fft)
+    real = torch.cos(angle) * window
+    imag = -torch.sin(angle) * window
+    return torch.cat([real, imag], dim=0).unsqueeze(1).to(torch.float32)
+
+
+class DFTMelFrontend(nn.Module):
+    """``MelFrontend`` without complex numbers, for export: (batch, samples) → (batch, 1, frames, 80).
+
+    ``torch.stft`` returns complex tensors, which ONNX exporters refuse and TensorRT cannot run (it
+    has no STFT layer). This computes the same power spectrogram with plain ops every runtime has:
+    reflect padding, one strided ``conv1d`` whose kernels are the windowed DFT basis (computed in
+    float64), then the mel filterbank as a matrix product. Exact up to float rounding.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.n_freqs = N_FFT // 2 + 1
+        self.register_buffer("basis", dft_basis(N_FFT), persistent=False)
+        self.register_buffer("filterbank", mel_filterbank(), persistent=False)
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        half = N_FFT // 2
+        padded = F.pad(waveform.unsqueeze(1), (half, half), mode="reflect")  # (batch, 1, samples + n_fft)
+        spectrum = F.conv1d(padded, self.basis, stride=HOP_LENGTH)  # (batch, 2 * freqs, frames)
+        real, imag = spectrum[:, : self.n_freqs], spectrum[:, self.n_freqs :]
+        power = real * real + imag * imag  # (batch, freqs, frames)
         mel = torch.matmul(power.transpose(1, 2), self.filterbank)  # (batch, frames, mels)
         return mel.unsqueeze(1)

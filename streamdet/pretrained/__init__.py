@@ -1,7 +1,7 @@
 """CMs shipped inside the package, so that ``streamdet serve`` works with no download.
 
-``telephone_mellcnn/``: the Mel-LCNN fine-tuned for telephone channels (issue 8,
-docs/field-accuracy.md), ``model.safetensors`` + ``manifest.json`` with its calibrated threshold.
+``telephone_mellcnn/``: the Mel-LCNN fine-tuned for telephone channels
+(docs/field-accuracy.md), ``model.safetensors`` + ``manifest.json`` with its calibrated threshold.
 Rebuilt by ``scripts/field_recipe.sh`` (data, splits, training, calibration, evaluation, ship).
 """
 

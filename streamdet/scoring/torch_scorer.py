@@ -1,4 +1,4 @@
-"""The embedded scorer: a CM run by PyTorch on CPU or CUDA, with the fast paths measured in issue 7.
+"""The embedded scorer: a CM run by PyTorch on CPU or CUDA, with the fast paths measured in docs/benchmarks.md.
 
 Fast paths (each keeps P(bona fide) within 1e-4 of the plain fp32 CM on CPU; fp16 is CUDA only):
 
@@ -8,11 +8,13 @@ Fast paths (each keeps P(bona fide) within 1e-4 of the plain fp32 CM on CPU; fp1
   each with ``threads`` intra-op threads (default: the cores divided among the workers). On a small
   CPU shared with ingest, two single-threaded workers keep both cores busy without OpenMP's
   spin-waiting, which collapses when another process holds a core (docs/benchmarks.md);
-- channels-last LCNN on CPU: oneDNN's convolutions and max-pooling run 1.5-2x faster on NHWC
-  activations than on NCHW ones (docs/benchmarks.md); exact up to float rounding;
-- on CUDA: fp16 autocast for the W2V2 front-end and every backend (the mel front-end stays fp32: its
-  power spectrum can exceed fp16's range), and optionally CUDA graphs, one per batch size bucket
-  (powers of two up to ``max_batch``; a smaller batch is padded with silence up to its bucket).
+- channels-last backends on CPU (the LCNN; the architecture's ``channels_last``): oneDNN's
+  convolutions and max-pooling run 1.5-2x faster on NHWC activations than on NCHW ones
+  (docs/benchmarks.md); exact up to float rounding;
+- on CUDA: fp16 autocast for every backend and the front-ends marked ``fp16_safe`` (the mel
+  front-end stays fp32: its power spectrum can exceed fp16's range), and optionally CUDA graphs,
+  one per batch size bucket (powers of two up to ``max_batch``; a smaller batch is padded with
+  silence up to its bucket).
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from streamdet import architectures
 from streamdet.cm import Countermeasure, load_cm
-from streamdet.models.lcnn import LCNN
-from streamdet.models.mel import MelFrontend
+from streamdet.errors import ConfigError
 from streamdet.scoring.base import Scorer
 
 
@@ -94,9 +96,9 @@ class TorchScorer(Scorer):
         self.max_batch = max_batch
         on_cuda = self.device.type == "cuda"
         if workers < 1:
-            raise ValueError("workers must be at least 1")
+            raise ConfigError("workers must be at least 1")
         if workers > 1 and on_cuda:
-            raise ValueError("workers split CPU batches; on CUDA use larger batches instead")
+            raise ConfigError("workers split CPU batches; on CUDA use larger batches instead")
         if workers > 1 and not threads:
             threads = max(1, torch.get_num_threads() // workers)
         if threads:
@@ -107,15 +109,16 @@ class TorchScorer(Scorer):
         # fp16 on GPU only: on CPU half precision is slower and changes scores for nothing.
         self.use_fp16 = on_cuda if fp16 is None else bool(fp16)
         if self.use_fp16 and not on_cuda:
-            raise ValueError("fp16 scoring is for CUDA devices; on CPU it is slower and less exact")
-        self._fp16_frontend = self.use_fp16 and not isinstance(cm.frontend, MelFrontend)
+            raise ConfigError("fp16 scoring is for CUDA devices; on CPU it is slower and less exact")
+        architecture = architectures.get(cm.manifest.architecture)
+        self._fp16_frontend = self.use_fp16 and architecture.frontend.fp16_safe
         if channels_last is None:
-            channels_last = not on_cuda and isinstance(cm.backend, LCNN)
+            channels_last = not on_cuda and architecture.channels_last
         self.channels_last = bool(channels_last)
         if self.channels_last:
             cm.backend.to(memory_format=torch.channels_last)
         if cuda_graphs and not on_cuda:
-            raise ValueError("CUDA graphs need a CUDA device")
+            raise ConfigError("CUDA graphs need a CUDA device")
         self._graphs: dict[int, _CapturedBatch] | None = {} if cuda_graphs else None
         self._lock = threading.Lock()
 
@@ -203,7 +206,17 @@ class _CapturedBatch:
 
 
 def resolve_device(device: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU."""
+    """``auto`` → CUDA when available, else CPU; a device that torch cannot use is a ConfigError."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as exc:
+        raise ConfigError(f"unknown device {device!r} (use auto, cpu, cuda or cuda:N): {exc}") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r}: no CUDA device is usable (torch {torch.__version__}, "
+                              f"built for CUDA {torch.version.cuda or 'none'}); use --device cpu or auto")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) visible")
+    return resolved

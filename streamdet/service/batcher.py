@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from streamdet.scoring.base import Scorer
-from streamdet.service.windower import Window
+from streamdet.stream.windower import Window
 
 log = logging.getLogger(__name__)
 

@@ -2,10 +2,15 @@
 
 - ``score.<stream_id>``: one ``score`` event per scored window, then one ``end`` event when the stream
   has ended and all its windows are scored (or dropped).
-- ``alert.<stream_id>``: ``raised`` and ``cleared``, each carrying the window that caused it.
+- ``alert.<stream_id>``: ``raised`` and ``cleared``, each carrying the window that caused it, and
+  ``ended`` (the ``end`` event's fields) when a stream ends while raised: every raise is closed.
+- ``hb.``: a ``heartbeat`` every ``alerts.heartbeat_s`` seconds, on the ZeroMQ socket only (not to
+  in-process listeners); subscribers subscribe to it besides their own prefixes.
 
-Both probabilities are published: ``p_spoof = 1 - p_bonafide``; ``threshold`` is on ``p_spoof``
-(a window is spoof evidence when ``p_spoof >= threshold``). See docs/protocol.md.
+Both probabilities are published: ``p_spoof = 1 - p_bonafide``; ``spoof_threshold`` is on ``p_spoof``,
+and ``spoof`` is the window's verdict (``p_spoof >= spoof_threshold``, decided by
+``streamdet.stream.policy``). ``threshold`` repeats ``spoof_threshold`` for older subscribers
+(deprecated). See docs/protocol.md.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 EVENT_VERSION = 1
 SCORE_TOPIC = "score."
 ALERT_TOPIC = "alert."
+HEARTBEAT_TOPIC = "hb."
 
 
 @dataclass(frozen=True)
@@ -34,7 +40,12 @@ class WindowEvent:
     """Unix time at publication."""
     p_spoof: float
     p_bonafide: float
+    spoof_threshold: float
+    """The threshold in force, on p_spoof."""
     threshold: float
+    """Deprecated: the same value as ``spoof_threshold``; will be removed in the next release."""
+    spoof: bool
+    """This window's verdict: spoof evidence (``p_spoof >= spoof_threshold``)."""
     alert: bool
     """Whether the stream's alert is raised after this window."""
     final: bool
@@ -51,7 +62,8 @@ class WindowEvent:
 
 @dataclass(frozen=True)
 class EndEvent:
-    """``end``: the stream is over and every window of it has been published or dropped."""
+    """``end``: the stream is over and every window of it has been published or dropped.
+    ``ended``: the same, on the alert topic, for a stream that ended with its alert raised."""
 
     stream_id: str
     reason: str
@@ -68,20 +80,43 @@ class EndEvent:
 
     @property
     def topic(self) -> str:
-        return SCORE_TOPIC + self.stream_id
+        return (ALERT_TOPIC if self.event == "ended" else SCORE_TOPIC) + self.stream_id
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """``heartbeat``: the service is alive (topic ``hb.``, every ``interval_s`` seconds)."""
+
+    wall_time: float
+    interval_s: float
+    model_id: str
+    active_streams: int
+    event: str = "heartbeat"
+    v: int = EVENT_VERSION
+
+    @property
+    def topic(self) -> str:
+        return HEARTBEAT_TOPIC
 
 
 Event = WindowEvent | EndEvent
 
 
-def encode_event(event: Event) -> list[bytes]:
+def encode_event(event: Event | Heartbeat) -> list[bytes]:
     """The multipart message for an event."""
     return [event.topic.encode("utf-8"), json.dumps(asdict(event)).encode("utf-8")]
+
+
+def _from_json(cls: type, data: dict[str, Any]) -> Any:
+    known = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def decode_event(payload: bytes | str) -> Event:
     """Parse an event's JSON (the second part); unknown keys from newer v1 services are ignored."""
     data: dict[str, Any] = json.loads(payload)
-    cls = EndEvent if data.get("event") == "end" else WindowEvent
-    known = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in data.items() if k in known})
+    return _from_json(EndEvent if data.get("event") in ("end", "ended") else WindowEvent, data)
+
+
+def decode_heartbeat(payload: bytes | str) -> Heartbeat:
+    return _from_json(Heartbeat, json.loads(payload))

@@ -1,4 +1,5 @@
-"""The service's HTTP side (aiohttp): /healthz, /readyz, /metrics.
+"""The service's HTTP side (aiohttp): /healthz, /readyz, /metrics, /info (the ingests and where they
+listen) and /streams (the live streams' state, which the monitoring page loads first).
 
 ``build_app`` returns a plain ``web.Application`` that ``Service`` exposes as ``service.app``; other
 features add their routes to it before the service starts (aiohttp freezes the router then)::
@@ -37,10 +38,23 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=service.metrics.render(), headers={"Content-Type": service.metrics.content_type})
 
 
+async def info(request: web.Request) -> web.Response:
+    return web.json_response(request.app[SERVICE_KEY].info())
+
+
+async def streams(request: web.Request) -> web.Response:
+    """The live streams, oldest first: format, media seconds, windows, alert state, last window."""
+    registry = request.app[SERVICE_KEY].registry
+    return web.json_response({"v": 1, "streams": registry.snapshot() if registry is not None else []},
+                             headers={"Cache-Control": "no-cache"})
+
+
 def build_app(service: Service) -> web.Application:
     app = web.Application()
     app[SERVICE_KEY] = service
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/info", info)
+    app.router.add_get("/streams", streams)
     return app

@@ -1,11 +1,11 @@
 """Prometheus metrics of one service, on its own CollectorRegistry (several services can share a
-process, as the tests do). Rendered by ``/metrics``; issue 7's benchmark reads the same names."""
+process, as the tests do). Rendered by ``/metrics``; ``streamdet bench`` reads the same names."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0)
@@ -20,6 +20,8 @@ class ServiceMetrics:
         self.active_streams = Gauge("streamdet_active_streams", "Streams receiving audio", registry=r)
         self.streams_started = Counter("streamdet_streams_started", "Streams started", registry=r)
         self.streams_ended = Counter("streamdet_streams_ended", "Streams ended, by reason", ["reason"], registry=r)
+        self.ingest_info = Info("streamdet_ingest", "The ingests started (protocol, endpoint...), by name",
+                                ["name"], registry=r)
         self.frames = Counter("streamdet_ingest_frames", "Frames accepted", ["adapter"], registry=r)
         self.rejects = Counter("streamdet_ingest_rejects", "Frames (or streams) rejected, by reason",
                                ["reason"], registry=r)

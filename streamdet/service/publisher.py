@@ -9,17 +9,21 @@ queue and iterate asynchronously::
 
 A slow listener loses its oldest events (counted in ``listener.dropped``), never slows publishing.
 Iteration ends when the listener is closed or the publisher shuts down.
+
+``run_heartbeats`` sends a ``Heartbeat`` (topic ``hb.``) on the socket at a fixed interval, so that
+ZeroMQ subscribers can tell a quiet service from a gone one; in-process listeners need none.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 
 import zmq
 
-from streamdet.service.events import Event, encode_event
+from streamdet.service.events import Event, Heartbeat, encode_event
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +107,23 @@ class EventPublisher:
                 listener._put(event)
         if self._on_publish is not None:
             self._on_publish(event)
+
+    def send_heartbeat(self, heartbeat: Heartbeat) -> None:
+        """On the socket only (never blocks; dropped for a subscriber that is not keeping up)."""
+        if self._socket is None:
+            return
+        try:
+            self._socket.send_multipart(encode_event(heartbeat), flags=zmq.NOBLOCK)
+        except zmq.ZMQError as exc:
+            self.send_failures += 1
+            log.warning("publishing a heartbeat failed: %s", exc)
+
+    async def run_heartbeats(self, interval_s: float, model_id: str, active_streams: Callable[[], int]) -> None:
+        """A heartbeat now and every ``interval_s`` seconds, forever (cancel to stop)."""
+        while True:
+            self.send_heartbeat(Heartbeat(wall_time=time.time(), interval_s=interval_s, model_id=model_id,
+                                          active_streams=active_streams()))
+            await asyncio.sleep(interval_s)
 
     def close(self) -> None:
         """End every listener's iteration and close the socket."""

@@ -3,7 +3,8 @@
 Adapters call ``push(stream_id, samples, sample_rate, channels, seq=..., end=...)`` and ``end``;
 they know nothing of models. The registry keeps one ``StreamSession`` per live stream, enforces the
 limits (maximum streams, sequence order, idle timeout), hands complete windows to the batcher, and
-turns each scored window into events (score, alert transitions, and ``end`` once a stream is over).
+turns each scored window into events (score, alert transitions, and ``end`` once a stream is over,
+with ``ended`` on the alert topic if it was raised). ``snapshot()`` is the state of the live streams.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
@@ -22,8 +25,9 @@ from streamdet.service.batcher import WindowJob
 from streamdet.service.events import EndEvent, WindowEvent
 from streamdet.service.metrics import ServiceMetrics
 from streamdet.service.publisher import EventPublisher
-from streamdet.service.stream import StreamConfig, StreamSession
-from streamdet.service.windower import Window
+from streamdet.stream.policy import StreamPolicy, spoof_probability
+from streamdet.stream.session import StreamSession
+from streamdet.stream.windower import Window
 
 log = logging.getLogger(__name__)
 
@@ -34,18 +38,16 @@ ENDED_MEMORY = 4_096
 class StreamRegistry:
     def __init__(
         self,
-        config: StreamConfig,
+        policy: StreamPolicy,
         submit: Callable[[WindowJob], None],
         publisher: EventPublisher,
         metrics: ServiceMetrics,
         *,
-        threshold: float,
         model_id: str,
         max_streams: int = 256,
         idle_timeout_s: float = 10.0,
     ) -> None:
-        self.config = config
-        self.threshold = threshold
+        self.policy = policy
         self.model_id = model_id
         self.max_streams = max_streams
         self.idle_timeout_s = idle_timeout_s
@@ -54,6 +56,7 @@ class StreamRegistry:
         self._metrics = metrics
         self._active: dict[str, StreamSession] = {}
         self._ended: OrderedDict[str, None] = OrderedDict()
+        self._last_score: dict[StreamSession, WindowEvent] = {}
         self.accepting = True
 
     # --- the adapter side ------------------------------------------------------------------------
@@ -76,12 +79,13 @@ class StreamRegistry:
         seq: int | None = None,
         end: bool = False,
         arrival: float | None = None,
+        ingest: str = "",
     ) -> None:
         """Accept one chunk of float32 (frames, channels) audio; raises StreamRejectedError.
 
         ``seq`` (optional) must increase strictly within a stream. An ended stream's id is
         refused until a sender starts it again with seq 0 (adapters without sequence numbers,
-        ``seq=None``, may reuse an id at once).
+        ``seq=None``, may reuse an id at once). ``ingest`` names the adapter, for ``snapshot``.
         """
         arrival = time.monotonic() if arrival is None else arrival
         if not self.accepting:
@@ -89,6 +93,7 @@ class StreamRegistry:
         session = self._active.get(stream_id)
         if session is None:
             session = self._open(stream_id, seq, sample_rate, channels, arrival)
+            session.ingest = ingest
         session.check(seq, sample_rate, channels)
         self._enqueue(session, session.feed(samples, seq, arrival), arrival)
         if end:
@@ -108,6 +113,21 @@ class StreamRegistry:
         # The tail's latency runs from the end signal: the moment we knew no more samples would come.
         self._enqueue(session, session.finish(reason), time.monotonic())
         self._finish_if_done(session)
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """The live streams' state, oldest first, as JSON-ready dicts (``GET /streams``)."""
+        streams = []
+        for session in self._active.values():
+            last = self._last_score.get(session)
+            streams.append({
+                "stream_id": session.stream_id, "ingest": session.ingest, "sample_rate": session.sample_rate,
+                "channels": session.channels, "duration": session.duration, "windows": session.scored,
+                "dropped": session.dropped, "pending": session.pending, "alert": session.alerts.raised,
+                "last_window": None if last is None else {
+                    "window": last.window, "start": last.start, "end": last.end, "p_spoof": last.p_spoof, "spoof": last.spoof,
+                    "wall_time": last.wall_time},
+            })
+        return streams
 
     def end_all(self, reason: str) -> None:
         for stream_id in list(self._active):
@@ -138,7 +158,7 @@ class StreamRegistry:
             del self._ended[stream_id]  # a sender starting the id again from seq 0
         if len(self._active) >= self.max_streams:
             raise StreamRejectedError("max_streams", f"{self.max_streams} streams already active")
-        session = StreamSession(stream_id, sample_rate, channels, self.config, created=arrival,
+        session = StreamSession(stream_id, sample_rate, channels, self.policy, created=arrival,
                                 last_arrival=arrival)
         self._active[stream_id] = session
         self._metrics.streams_started.inc()
@@ -158,17 +178,21 @@ class StreamRegistry:
         session: StreamSession = job.key  # type: ignore[assignment]
         session.pending -= 1
         session.scored += 1
-        p_spoof = 1.0 - p_bonafide
-        transition = session.alerts.update(p_spoof >= self.threshold)
+        p_spoof = spoof_probability(p_bonafide)
+        spoof = self.policy.is_spoof(p_spoof)
+        transition = session.alerts.update(spoof)
         latency = time.monotonic() - job.arrival
         start, end = job.window.seconds(SAMPLE_RATE)
+        threshold = self.policy.spoof_threshold
         fields = dict(
             stream_id=session.stream_id, window=job.window.index, start=start, end=end,
-            wall_time=time.time(), p_spoof=p_spoof, p_bonafide=p_bonafide, threshold=self.threshold,
-            alert=session.alerts.raised, final=job.window.final, model_id=self.model_id,
-            latency_ms=latency * 1000.0,
+            wall_time=time.time(), p_spoof=p_spoof, p_bonafide=p_bonafide, spoof_threshold=threshold,
+            threshold=threshold, spoof=spoof, alert=session.alerts.raised, final=job.window.final,
+            model_id=self.model_id, latency_ms=latency * 1000.0,
         )
-        self._publisher.publish(WindowEvent(event="score", **fields))
+        score = WindowEvent(event="score", **fields)
+        self._last_score[session] = score
+        self._publisher.publish(score)
         self._metrics.windows_scored.inc()
         self._metrics.latency.observe(latency)
         if transition is not None:
@@ -190,8 +214,13 @@ class StreamRegistry:
         if not session.done or session.end_published:
             return
         session.end_published = True
-        self._publisher.publish(EndEvent(
+        self._last_score.pop(session, None)
+        end = EndEvent(
             stream_id=session.stream_id, reason=session.end_reason, duration=session.duration,
             windows=session.scored, dropped=session.dropped, alert=session.alerts.raised,
             wall_time=time.time(), model_id=self.model_id,
-        ))
+        )
+        self._publisher.publish(end)
+        if end.alert:  # close the raise for consumers of the alert topic alone
+            self._metrics.alerts.labels("ended").inc()
+            self._publisher.publish(replace(end, event="ended"))

@@ -1,13 +1,14 @@
 """``Service``: the lifecycle of one streaming service, in one place.
 
-    service = Service(settings, scorer)       # build; add routes to service.app, adapters with add_ingest
+    service = Service(settings, scorer)       # build: the ingests settings enable, their routes on service.app
     await service.start()                     # warm the scorer, bind sockets, start tasks → ready
     ...                                       # serve (ingest, batcher, idle reaper run as tasks)
     await service.stop()                      # graceful: stop ingest, end every stream, score and
                                               # publish what is pending, close sockets
 
 ``run(stop)`` does all three around an ``asyncio.Event``; the serve command sets it on SIGTERM/SIGINT.
-The service depends only on the ``Scorer`` interface, never on a particular backend.
+The service depends only on the ``Scorer`` interface, never on a particular backend, and only on
+the ``IngestAdapter`` interface, never on a particular protocol (``streamdet.service.ingest.plugins``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import zmq
@@ -24,32 +25,19 @@ from aiohttp import web
 
 from streamdet.audio import SAMPLE_RATE, WINDOW_SAMPLES
 from streamdet.errors import ConfigError
-from streamdet.manifest import Calibration
 from streamdet.scoring.base import Scorer
 from streamdet.service.batcher import Batcher
 from streamdet.service.curve import make_server, start_authenticator
 from streamdet.service.http import build_app
-from streamdet.service.ingest import IngestAdapter, IngestContext, RejectReporter
-from streamdet.service.ingest.zmq_pull import ZmqIngest
+from streamdet.service.ingest import IngestAdapter, IngestContext, RejectReporter, ServesHttp, UsesCurve
+from streamdet.service.ingest.plugins import build_ingests
 from streamdet.service.metrics import ServiceMetrics
 from streamdet.service.publisher import EventListener, EventPublisher
 from streamdet.service.registry import StreamRegistry
-from streamdet.service.settings import Settings, resolve_threshold
-from streamdet.service.stream import StreamConfig
-
-if TYPE_CHECKING:
-    from streamdet.service.ingest.whip import WhipIngest
+from streamdet.service.settings import Settings
+from streamdet.stream.policy import StreamPolicy, manifest_calibration
 
 log = logging.getLogger(__name__)
-
-
-def scorer_calibration(scorer: Scorer) -> Calibration | None:
-    """The operating point in a scorer's manifest, if any (a CM manifest, or an engine's CM)."""
-    contract = scorer.contract
-    calibration = getattr(contract, "calibration", None)
-    if calibration is None:
-        calibration = getattr(getattr(contract, "cm", None), "calibration", None)
-    return calibration if isinstance(calibration, Calibration) else None
 
 
 class Service:
@@ -58,15 +46,22 @@ class Service:
         self.settings = settings
         self.scorer = scorer
         self.model_id = scorer.model_id
-        self.threshold, self.threshold_source = resolve_threshold(
-            settings.alerts.threshold, scorer_calibration(scorer))
+        a = settings.alerts
+        self.policy = StreamPolicy.resolve(
+            a.spoof_threshold, manifest_calibration(scorer.contract),
+            hop=settings.window.hop_samples, k=a.k, n=a.n, m=a.m)
+        """The operating point every stream runs with (threshold resolved: settings > manifest > 0.5)."""
         self.metrics = ServiceMetrics()
         self.app: web.Application = build_app(self)
         """The HTTP app: add routes before ``start``."""
-        self.zmq_ingest = ZmqIngest(settings.ingest, settings.limits.max_frame_bytes)
-        self._ingests: list[IngestAdapter] = [self.zmq_ingest]
-        self.whip = self._add_http_features(settings)
-        """The WHIP adapter (None when WHIP or HTTP is off)."""
+        if settings.http.enabled and settings.http.page:
+            from streamdet.service.web import add_routes
+
+            add_routes(self.app)
+        self.ingests: dict[str, IngestAdapter] = {}
+        """The ingest adapters, by name, in start order."""
+        for adapter in build_ingests(settings):
+            self.add_ingest(adapter)
         self.ready = False
         self.events_endpoint = settings.alerts.endpoint
         self.http_port: int | None = None
@@ -74,22 +69,44 @@ class Service:
         self._auth = None
         self._runner: web.AppRunner | None = None
         self._reaper: asyncio.Task[None] | None = None
+        self._heartbeats: asyncio.Task[None] | None = None
         self._stopped = False
         self.publisher: EventPublisher | None = None
         self.batcher: Batcher | None = None
         self.registry: StreamRegistry | None = None
 
     @property
-    def ingest_endpoint(self) -> str:
-        return self.zmq_ingest.endpoint
-
-    @property
     def active_streams(self) -> int:
         return self.registry.active if self.registry else 0
 
     def add_ingest(self, adapter: IngestAdapter) -> None:
-        """Add an ingest adapter (before ``start``)."""
-        self._ingests.append(adapter)
+        """Add an ingest adapter, and its HTTP routes if it has any (before ``start``)."""
+        if adapter.name in self.ingests:
+            raise ConfigError(f"two ingests named {adapter.name!r}")
+        if isinstance(adapter, ServesHttp):
+            adapter.add_routes(self.app)
+        self.ingests[adapter.name] = adapter
+
+    def info(self) -> dict[str, Any]:
+        """What ``GET /info`` answers: the model, the event endpoint and every ingest's description."""
+        return {"v": 1, "model_id": self.model_id, "events_endpoint": self.events_endpoint,
+                "ingests": [{"name": name, **adapter.describe()} for name, adapter in self.ingests.items()]}
+
+    # Conveniences for tests and embedding code: the built-in ingests, looked up by name.
+
+    @property
+    def zmq_ingest(self) -> Any:
+        return self.ingests.get("zmq")
+
+    @property
+    def whip(self) -> Any:
+        """The WHIP adapter (None when WHIP or HTTP is off)."""
+        return self.ingests.get("whip")
+
+    @property
+    def ingest_endpoint(self) -> str | None:
+        """The ZeroMQ ingest's bound endpoint (None when it is off)."""
+        return self.zmq_ingest.endpoint if self.zmq_ingest is not None else None
 
     def listen(self, prefix: str = "", maxsize: int | None = None) -> EventListener:
         """An in-process listener for events whose topic starts with ``prefix`` (after ``start``)."""
@@ -101,14 +118,13 @@ class Service:
 
     async def start(self) -> None:
         s = self.settings
-        log.info("model %s, threshold p_spoof >= %.4f (%s)", self.model_id, self.threshold, self.threshold_source)
+        log.info("model %s, threshold: %s", self.model_id, self.policy.describe())
         max_batch = min(s.scoring.max_batch or self.scorer.max_batch, self.scorer.max_batch)
         await asyncio.to_thread(self._warm_up, max_batch)
         self._start_curve()
         self.publisher = EventPublisher(self._bind_publisher(), s.alerts.listener_queue)
-        config = StreamConfig(hop=s.window.hop_samples, k=s.alerts.k, n=s.alerts.n, m=s.alerts.m)
         self.registry = StreamRegistry(
-            config, self._submit, self.publisher, self.metrics, threshold=self.threshold,
+            self.policy, self._submit, self.publisher, self.metrics,
             model_id=self.model_id, max_streams=s.limits.max_streams, idle_timeout_s=s.limits.idle_timeout_s,
         )
         self.batcher = Batcher(
@@ -119,14 +135,20 @@ class Service:
         self.metrics.track_queue_depth(lambda: self.batcher.pending if self.batcher else 0)
         self.batcher.start()
         ctx = IngestContext(self.registry, RejectReporter(self.metrics), self.metrics, self._context)
-        for adapter in self._ingests:
+        for name, adapter in self.ingests.items():
             await adapter.start(ctx)
+            description = adapter.describe()
+            self.metrics.ingest_info.labels(name).info({k: str(v) for k, v in description.items()})
+            log.info("ingest %s: %s", name, " ".join(f"{k}={v}" for k, v in description.items()))
         self._reaper = asyncio.create_task(self.registry.run_idle_reaper(), name="streamdet-idle-reaper")
+        self._heartbeats = asyncio.create_task(self.publisher.run_heartbeats(
+            s.alerts.heartbeat_s, self.model_id, lambda: self.active_streams), name="streamdet-heartbeats")
         if s.http.enabled:
             await self._start_http()
         self.ready = True
         self.metrics.ready.set(1)
-        log.info("ready: ingest %s, events %s, http %s", self.ingest_endpoint, self.events_endpoint,
+        # Scripts parse this line (``ingest`` is the ZeroMQ endpoint they send to): keep its format.
+        log.info("ready: ingest %s, events %s, http %s", self.ingest_endpoint or "off", self.events_endpoint,
                  f"http://{s.http.host}:{self.http_port}" if self.http_port is not None else "off")
 
     async def stop(self) -> None:
@@ -137,12 +159,13 @@ class Service:
         self.ready = False
         self.metrics.ready.set(0)
         log.info("shutting down: ending %d stream(s)", self.active_streams)
-        for adapter in self._ingests:
+        for adapter in self.ingests.values():
             await adapter.stop()
-        if self._reaper is not None:
-            self._reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reaper
+        for task in (self._reaper, self._heartbeats):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.registry is not None:
             self.registry.end_all("shutdown")
             self.registry.accepting = False
@@ -173,24 +196,6 @@ class Service:
 
     # --- pieces ----------------------------------------------------------------------------------
 
-    def _add_http_features(self, settings: Settings) -> WhipIngest | None:
-        """WHIP ingest and the monitoring page: routes on ``self.app``, so only with HTTP on.
-        Imported here so that a service without them never loads aiortc."""
-        if not settings.http.enabled:
-            return None
-        if settings.http.page:
-            from streamdet.service.web import add_routes
-
-            add_routes(self.app)
-        if not settings.whip.enabled:
-            return None
-        from streamdet.service.ingest.whip import WhipIngest
-
-        whip = WhipIngest(settings.whip)
-        whip.add_routes(self.app)
-        self._ingests.append(whip)
-        return whip
-
     def _warm_up(self, max_batch: int) -> None:
         # The first call at a new batch size builds kernels (oneDNN, cuDNN): pay for the common
         # sizes now rather than on live windows.
@@ -210,8 +215,10 @@ class Service:
     def _start_curve(self) -> None:
         s = self.settings
         policies = {}
-        if s.ingest.curve_secret_key is not None:
-            policies["ingest"] = s.ingest.curve_clients_dir
+        for adapter in self.ingests.values():
+            policy = adapter.curve_policy() if isinstance(adapter, UsesCurve) else None
+            if policy is not None:
+                policies[policy[0]] = policy[1]
         if s.alerts.curve_secret_key is not None:
             policies["alerts"] = s.alerts.curve_clients_dir
         if policies:

@@ -7,8 +7,9 @@ Sources, highest priority first:
 3. an optional TOML file (``--config configs/serve.toml``) with one table per section;
 4. the defaults below.
 
-Thresholds are spoof probabilities throughout the service: a window counts as spoof evidence when
-``p_spoof = 1 - p_bonafide >= threshold``. See ``resolve_threshold`` for where the value comes from.
+The threshold is a spoof probability, ``alerts.spoof_threshold``: a window counts as spoof evidence
+when ``p_spoof >= spoof_threshold`` (``streamdet.stream.policy``, which also resolves it: settings >
+CM manifest > 0.5). The old key ``alerts.threshold`` (the same value) still works, with a warning.
 """
 
 from __future__ import annotations
@@ -34,12 +35,15 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from streamdet.audio import SAMPLE_RATE
 from streamdet.errors import ConfigError
-from streamdet.manifest import Calibration
-
-PAPER_THRESHOLD = 0.5
-"""The paper's operating point (FACTS §7): bona fide probability 0.5, i.e. spoof probability 0.5."""
+from streamdet.stream.policy import (
+    DEFAULT_HOP,
+    DEFAULT_K,
+    DEFAULT_M,
+    DEFAULT_N,
+    NEVER_SPOOF_THRESHOLD,
+    warn_deprecated,
+)
 
 # The TOML file is chosen at run time, but pydantic-settings builds its sources per class; a context
 # variable hands the path to ``settings_customise_sources`` without a subclass per file.
@@ -53,6 +57,7 @@ class _Section(BaseModel):
 class IngestSettings(_Section):
     """ZeroMQ ingest (PULL socket)."""
 
+    enabled: bool = True
     endpoint: str = "tcp://127.0.0.1:5555"
     curve_secret_key: Path | None = None
     """Server certificate (``zmq.auth`` secret key file); set it to require CURVE on this socket."""
@@ -64,7 +69,7 @@ class IngestSettings(_Section):
 class WindowSettings(_Section):
     """Sliding windows, counted in 16 kHz samples."""
 
-    hop_samples: int = Field(SAMPLE_RATE, ge=1)
+    hop_samples: int = Field(DEFAULT_HOP, ge=1)
     """Samples between window starts; 16,000 = one window per second of audio."""
 
 
@@ -93,17 +98,33 @@ class AlertSettings(_Section):
     """The alert state machine and the ZeroMQ PUB socket that carries events."""
 
     endpoint: str = "tcp://127.0.0.1:5556"
-    threshold: float | None = Field(None, ge=0.0, le=1.0)
-    """Spoof probability at or above which a window counts as spoof; None = manifest, else 0.5."""
-    k: int = Field(2, ge=1)
-    n: int = Field(3, ge=1)
-    m: int = Field(3, ge=1)
-    """Raise when k of the last n windows are at or above threshold; clear after m windows below."""
+    spoof_threshold: float | None = Field(None, ge=0.0, le=NEVER_SPOOF_THRESHOLD)
+    """P(spoof) at or above which a window counts as spoof evidence; None = manifest, else 0.5."""
+    k: int = Field(DEFAULT_K, ge=1)
+    n: int = Field(DEFAULT_N, ge=1)
+    m: int = Field(DEFAULT_M, ge=1)
+    """Raise when k of the last n windows have p_spoof >= spoof_threshold; clear after m windows below."""
     curve_secret_key: Path | None = None
     curve_clients_dir: Path | None = None
     send_hwm: int = Field(10_000, ge=1)
     listener_queue: int = Field(1_000, ge=1)
     """Events buffered per in-process listener before its oldest are dropped."""
+    heartbeat_s: float = Field(2.0, gt=0)
+    """Seconds between heartbeats on the PUB socket (topic ``hb.``): subscribers tell a quiet
+    service from a gone one by them."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_threshold_key(cls, data: Any) -> Any:
+        # ``alerts.threshold`` was already a spoof probability: the same value under the new name.
+        if isinstance(data, dict) and "threshold" in data:
+            data = dict(data)
+            old = data.pop("threshold")
+            warn_deprecated("alerts.threshold (STREAMDET_ALERTS__THRESHOLD) is deprecated: use "
+                            "alerts.spoof_threshold (STREAMDET_ALERTS__SPOOF_THRESHOLD), same value")
+            if data.get("spoof_threshold") is None:  # the new name wins when both are set
+                data["spoof_threshold"] = old
+        return data
 
     @model_validator(mode="after")
     def _k_within_n(self) -> AlertSettings:
@@ -173,6 +194,9 @@ class Settings(BaseSettings):
     http: HttpSettings = HttpSettings()
     whip: WhipSettings = WhipSettings()
     limits: LimitSettings = LimitSettings()
+    ingests: dict[str, dict[str, Any]] = {}
+    """Settings of ingest plugins without a table of their own, ``[ingests.<name>]``: each plugin
+    validates its table (``streamdet.service.ingest.IngestPlugin``)."""
     log_format: Literal["text", "json"] = "text"
 
     @classmethod
@@ -210,16 +234,3 @@ def load_settings(config: str | Path | None = None, overrides: dict[str, Any] | 
     finally:
         _toml_file.reset(token)
 
-
-def resolve_threshold(configured: float | None, calibration: Calibration | None) -> tuple[float, str]:
-    """The spoof-probability threshold and where it came from: settings > CM manifest > the paper.
-
-    A manifest's ``Calibration.threshold`` is on the bona fide probability ("alert when P(bona fide)
-    falls below t"), so it becomes ``1 - t`` here. The two rules differ only when p_bonafide == t
-    exactly, where the manifest's strict "below" would not alert and ``p_spoof >= 1 - t`` does.
-    """
-    if configured is not None:
-        return float(configured), "settings"
-    if calibration is not None:
-        return 1.0 - float(calibration.threshold), f"manifest ({calibration.criterion})"
-    return PAPER_THRESHOLD, "paper default"

@@ -206,3 +206,26 @@ def test_download_alm_add_not_a_zip(site: Site, tmp_path: Path) -> None:
     site.files["/main.zip"] = b"<html>rate limited</html>"
     with pytest.raises(StreamdetError, match="not a zip archive"):
         download_alm_add(tmp_path, f"{site.base}/main.zip")
+
+
+def test_failed_download_leaves_no_folders_behind(site: Site, tmp_path: Path) -> None:
+    with pytest.raises(StreamdetError, match="HTTP 404"):
+        download(f"{site.base}/absent.bin", tmp_path / "new" / "deeper" / "absent.bin")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_interrupted_download_keeps_its_folder_for_the_part_file(site: Site, tmp_path: Path) -> None:
+    site.files["/blob.bin"] = BLOB
+    site.cut_after = 3000
+    with pytest.raises(StreamdetError, match="rerun to resume"):
+        download(f"{site.base}/blob.bin", tmp_path / "new" / "blob.bin", BLOB_SHA)
+    assert (tmp_path / "new" / "blob.bin.part").stat().st_size == 3000
+
+
+def test_download_command_from_unreachable_url_leaves_nothing(tmp_path: Path, capsys) -> None:
+    from offline.cli import main
+
+    dest = tmp_path / "data"
+    assert main(["download", "alm-add", "--dest", str(dest), "--url", "http://127.0.0.1:9/main.zip"]) == 2
+    assert "download failed" in capsys.readouterr().err
+    assert not dest.exists()

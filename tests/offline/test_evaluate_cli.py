@@ -90,6 +90,22 @@ def test_serve_less_engine_path_is_a_clear_error(tmp_path, capsys):
     assert "offline pull" in capsys.readouterr().err
 
 
+def test_w2v2_cm_without_reachable_hub_fails_in_one_line(random_w2v2_hub_cm, hub_unreachable_env, tmp_path):
+    """No traceback, no half a minute of retries: one line that names --w2v2-source."""
+    import subprocess
+    import sys
+
+    sf.write(tmp_path / "a.wav", np.zeros(16000, dtype=np.float32), 16000)
+    (tmp_path / "set.txt").write_text("a.wav real\n")
+    done = subprocess.run([sys.executable, "-m", "offline", "evaluate", str(random_w2v2_hub_cm), "--device", "cpu",
+                           "--list", str(tmp_path / "set.txt")],
+                          env=hub_unreachable_env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "http://127.0.0.1:9 is not reachable" in lines[0] and "--w2v2-source DIR" in lines[0]
+
+
 def test_pull_refuses_unknown_and_tampered_files(tmp_path, capsys):
     import torch
 
@@ -100,3 +116,40 @@ def test_pull_refuses_unknown_and_tampered_files(tmp_path, capsys):
     assert main(["pull", "codec_mellcnn", "--out", str(tmp_path / "cm"), "--source", str(tmp_path / "src")]) == 2
     assert "does not match the pinned" in capsys.readouterr().err
     assert not (tmp_path / "cm").exists()
+
+
+@pytest.fixture
+def tiny_list(tmp_path):
+    rng = np.random.default_rng(0)
+    for name in ("a_real", "b_fake"):
+        sf.write(tmp_path / f"{name}.wav", (0.1 * rng.standard_normal(16_000)).astype(np.float32), 16_000)
+    (tmp_path / "tiny.txt").write_text("a_real.wav real\nb_fake.wav fake\n")
+    return tmp_path / "tiny.txt"
+
+
+def _streaming(capsys, cm, listing, *args: str) -> tuple[dict, str]:
+    assert main(["evaluate", str(cm), "--list", str(listing), "--streaming", "--device", "cpu", "--json",
+                 *args]) == 0
+    captured = capsys.readouterr()
+    return json.loads(captured.out), captured.err
+
+
+def test_streaming_threshold_flags_and_serve_config(random_mel_cm, tiny_list, tmp_path, capsys) -> None:
+    from streamdet.stream.policy import spoof_probability
+
+    report, err = _streaming(capsys, random_mel_cm, tiny_list, "--spoof-threshold", "0.25")
+    assert (report["spoof_threshold"], report["threshold_source"]) == (0.25, "--spoof-threshold") and not err
+    # the old flag was a bona fide probability: converted once, with a warning
+    report, err = _streaming(capsys, random_mel_cm, tiny_list, "--threshold", "0.3")
+    assert report["spoof_threshold"] == spoof_probability(0.3) and "deprecated" in err
+    # --serve-config's threshold is the service's, and honoured; the flag still wins
+    config = tmp_path / "serve.toml"
+    config.write_text("[alerts]\nspoof_threshold = 0.75\nk = 1\nn = 1\nm = 2\n[window]\nhop_samples = 8000\n")
+    report, _ = _streaming(capsys, random_mel_cm, tiny_list, "--serve-config", str(config))
+    assert report["spoof_threshold"] == 0.75 and report["threshold_source"].startswith("serve config")
+    assert (report["k"], report["n"], report["m"], report["hop"]) == (1, 1, 2, 8000)
+    report, _ = _streaming(capsys, random_mel_cm, tiny_list, "--serve-config", str(config),
+                           "--spoof-threshold", "0.5")
+    assert report["spoof_threshold"] == 0.5
+    report, _ = _streaming(capsys, random_mel_cm, tiny_list)
+    assert (report["spoof_threshold"], report["threshold_source"]) == (0.5, "paper default")

@@ -98,13 +98,15 @@ def test_bad_labels_and_lengths() -> None:
 
 
 def test_confusion_matrix_rows_are_true_classes() -> None:
-    # bona [0.9, 0.5, 0.2, 0.7]: 3 of 4 >= 0.5 (0.5 itself counts as bona fide) -> [0.75, 0.25]
-    # spoof [0.1, 0.6]: 1 of 2 >= 0.5 -> [0.5, 0.5]
-    scores = [0.9, 0.1, 0.5, 0.6, 0.2, 0.7]
+    # P(bona fide) bona [0.9, 0.55, 0.2, 0.7]: p_spoof >= 0.5 for 1 of 4 -> [0.75, 0.25]
+    # spoof [0.1, 0.6]: p_spoof >= 0.5 for 1 of 2 -> [0.5, 0.5]
+    scores = [0.9, 0.1, 0.55, 0.6, 0.2, 0.7]
     labels = [0, 1, 0, 1, 0, 0]
     np.testing.assert_allclose(confusion_matrix(scores, labels), [[0.75, 0.25], [0.5, 0.5]])
-    # threshold 0.8: bona 1 of 4, spoof 0 of 2 predicted bona fide
-    np.testing.assert_allclose(confusion_matrix(scores, labels, threshold=0.8), [[0.25, 0.75], [0.0, 1.0]])
+    # spoof threshold 0.2 (P(bona fide) 0.8): bona 1 of 4, spoof 0 of 2 predicted bona fide
+    np.testing.assert_allclose(confusion_matrix(scores, labels, spoof_threshold=0.2), [[0.25, 0.75], [0.0, 1.0]])
+    # an exact tie (P = 0.5) is spoof evidence, as in the service
+    np.testing.assert_allclose(confusion_matrix([0.5], [0]), [[0.0, 1.0], [np.nan, np.nan]])
 
 
 def test_confusion_matrix_absent_class_is_nan() -> None:

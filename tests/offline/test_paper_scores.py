@@ -1,4 +1,4 @@
-"""The authors' released score files reproduce the paper's table cells (FACTS §7).
+"""The authors' released score files reproduce the paper's table cells (paper recipe §7).
 
 Reads ``shared/codecfake/scores`` and ``shared/alm-add/result``; skipped without
 STREAMDET_REFERENCE_DATA.

@@ -10,11 +10,12 @@ import soundfile as sf
 
 from offline.cli import main
 from offline.datasets import Utterance
-from offline.streaming_eval import AlertPolicy, replay, resolve_threshold, summarise
+from offline.streaming_eval import replay, summarise
 from streamdet.audio import SAMPLE_RATE, WINDOW_SAMPLES
 from streamdet.manifest import Calibration, InputContract
 from streamdet.scoring.base import Scorer
-from streamdet.service.windower import Windower
+from streamdet.stream.policy import NEVER_SPOOF_THRESHOLD, StreamPolicy
+from streamdet.stream.windower import Windower
 
 
 class SignScorer(Scorer):
@@ -41,7 +42,7 @@ def _clip(folder, name: str, seconds: float, sign: float) -> Utterance:
 def test_one_stream_per_clip_uses_the_service_windows(tmp_path) -> None:
     fake = _clip(tmp_path, "fake10", 10.0, -1)
     scorer = SignScorer()
-    policy = AlertPolicy(threshold=0.5)
+    policy = StreamPolicy(spoof_threshold=0.5)
     (stream,), failures = replay(scorer, "set", [fake], policy, batch_size=4)
     assert not failures
     windower = Windower(policy.hop)
@@ -58,7 +59,7 @@ def test_one_stream_per_clip_uses_the_service_windows(tmp_path) -> None:
 def test_calls_chain_same_class_clips_and_count_false_alerts(tmp_path) -> None:
     clips = [_clip(tmp_path, f"real{i}", 2.0, +1) for i in range(6)]
     clips += [_clip(tmp_path, f"fake{i}", 3.0, -1) for i in range(4)]
-    policy = AlertPolicy(threshold=0.5)
+    policy = StreamPolicy(spoof_threshold=0.5)
     streams, _ = replay(SignScorer(), "set", clips, policy, calls_seconds=6.0)
     real = [s for s in streams if s.label == 0]
     fake = [s for s in streams if s.label == 1]
@@ -73,17 +74,18 @@ def test_calls_chain_same_class_clips_and_count_false_alerts(tmp_path) -> None:
     assert firsts == [pytest.approx(policy.earliest_alert_s), pytest.approx(policy.earliest_alert_s - 3.0)]
     assert report["window_eer"] == 0.0
 
-    everything = AlertPolicy(threshold=1.0)  # every window is spoof evidence: one alert per real call
+    everything = StreamPolicy(spoof_threshold=0.0)  # every window is spoof evidence: one alert per real call
     for stream in real:
         stream.run_alerts(everything)
     assert summarise(real, everything)["real"]["alerts_raised"] == 2
 
 
 def test_threshold_precedence() -> None:
-    calibration = Calibration(threshold=0.01, criterion="target_far=0.01")
-    assert resolve_threshold(0.3, calibration) == (0.3, "--threshold")
-    assert resolve_threshold(None, calibration)[0] == 0.01
-    assert resolve_threshold(None, None) == (0.5, "paper default")
+    calibration = Calibration(spoof_threshold=0.99, criterion="target_far=0.01")
+    policy = StreamPolicy.resolve(0.3, calibration, configured_by="--spoof-threshold")
+    assert (policy.spoof_threshold, policy.threshold_source) == (0.3, "--spoof-threshold")
+    assert StreamPolicy.resolve(None, calibration).spoof_threshold == 0.99
+    assert StreamPolicy.resolve(None, None).spoof_threshold == 0.5
 
 
 # ---------------------------------------------------------------------------------------------
@@ -138,13 +140,14 @@ def test_field_table_of_the_released_cm(codec_mellcnn, field_lists, tmp_path, ca
     assert (tmp_path / "windows.tsv").read_text().count("\n") == 1 + everything["real"]["windows"] + \
         everything["fake"]["windows"]
 
-    # Threshold 1.0 with a 1-of-1 rule: every fake clip alerts on its first window.
-    report = _run(capsys, str(codec_mellcnn), "--list", str(field_lists), "--threshold", "1.0",
+    # Spoof threshold 0 with a 1-of-1 rule: every fake clip alerts on its first window.
+    report = _run(capsys, str(codec_mellcnn), "--list", str(field_lists), "--spoof-threshold", "0",
                   "--alert-k", "1", "--alert-n", "1")
     fake = report["all"]["fake"]
     assert fake["alerted"] == 1.0 and fake["alerted_within"] == 1.0
     assert fake["median_time_to_first_alert_s"] <= WINDOW_SAMPLES / SAMPLE_RATE
-    # Threshold 0: nothing ever alerts.
-    report = _run(capsys, str(codec_mellcnn), "--list", str(field_lists), "--threshold", "0")
+    # A spoof threshold above every probability: nothing ever alerts.
+    report = _run(capsys, str(codec_mellcnn), "--list", str(field_lists), "--spoof-threshold",
+                  repr(NEVER_SPOOF_THRESHOLD))
     assert report["all"]["real"]["alerts_raised"] == 0 and report["all"]["fake"]["alerted"] == 0.0
     assert report["all"]["real"]["false_alerts_per_hour"] == 0.0

@@ -1,4 +1,4 @@
-"""Audio input as FACTS §1: decode, mono, soxr HQ to 16 kHz, the 64,600-sample window."""
+"""Audio input as paper recipe §1: decode, mono, soxr HQ to 16 kHz, the 64,600-sample window."""
 
 from __future__ import annotations
 

@@ -11,13 +11,14 @@ import torch
 from streamdet.audio import WINDOW_SAMPLES, load_window
 from streamdet.cm import load_cm, read_cm_manifest
 from streamdet.pretrained import default_cm_dir
+from streamdet.stream.policy import StreamPolicy, spoof_probability
 
 
 def test_shipped_cm_loads_with_its_calibration() -> None:
     directory = default_cm_dir()
     manifest = read_cm_manifest(directory)
     assert manifest.architecture == "mel_lcnn" and manifest.name == "telephone_mellcnn"
-    assert manifest.calibration is not None and 0.0 < manifest.calibration.threshold < 1.0
+    assert manifest.calibration is not None and 0.0 < manifest.calibration.spoof_threshold < 1.0
     assert "dev" in manifest.calibration.description and manifest.trained_on
     cm = load_cm(directory)  # strict weights, hash checked against the manifest
     assert (directory / "model.safetensors").stat().st_size < 5_000_000
@@ -33,7 +34,7 @@ def test_shipped_cm_scores_real_above_and_fake_below_its_threshold(shared_dir, t
     first window. A regression check of the shipped weights on clips it gets right: it does not get
     every held-out clip right on one window (docs/field-accuracy.md has the streaming numbers)."""
     cm = load_cm(default_cm_dir())
-    threshold = cm.manifest.calibration.threshold
+    policy = StreamPolicy(cm.manifest.calibration.spoof_threshold)
     audio = shared_dir / "alm-add" / "audio" / "lauragpt"
     real = audio / "speech_1995_1836_000003_000002_16k_real.wav"
     fakes = [audio / "speech_p8230_279154_000004_000008_fake.wav", audio / "speech_pS0908_BAC009S0908W0473_fake.wav"]
@@ -42,5 +43,5 @@ def test_shipped_cm_scores_real_above_and_fake_below_its_threshold(shared_dir, t
     windows = np.stack([load_window(p) for p in (real, tmp_path / "phone.wav", *fakes)])
     with torch.inference_mode():
         p_real, p_phone, *p_fakes = cm.bonafide_probability(torch.from_numpy(windows)).tolist()
-    assert p_real >= threshold and p_phone >= threshold, (p_real, p_phone, threshold)
-    assert max(p_fakes) < threshold, (p_fakes, threshold)
+    verdicts = policy.are_spoof(spoof_probability([p_real, p_phone, *p_fakes])).tolist()
+    assert verdicts == [False, False, True, True], ([p_real, p_phone, *p_fakes], policy.spoof_threshold)

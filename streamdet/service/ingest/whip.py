@@ -26,9 +26,10 @@ from aiohttp import web
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.exceptions import OperationError
 
+from streamdet.errors import WhipError
 from streamdet.service.ingest import IngestContext
 from streamdet.service.ingest.whip_ice import rtc_configuration, use_host_addresses
-from streamdet.service.ingest.whip_sdp import MAX_SDP_BYTES, WhipError, check_offer
+from streamdet.service.ingest.whip_sdp import MAX_SDP_BYTES, check_offer
 from streamdet.service.ingest.whip_session import WhipSession
 from streamdet.service.settings import WhipSettings
 
@@ -93,6 +94,10 @@ class WhipIngest:
         log.info("WHIP ingest on POST /whip/<stream_id>%s, ICE host candidates: %s",
                  " (bearer token)" if self._token else "",
                  ", ".join(self.settings.ice_addresses) or "every interface")
+
+    def describe(self) -> dict[str, Any]:
+        return {"protocol": "whip", "endpoint": "/whip/<stream_id>",
+                "auth": "bearer" if self._token else "none"}
 
     async def stop(self) -> None:
         self._accepting = False

@@ -21,21 +21,13 @@ from aiortc import sdp
 from aiortc.codecs import CODECS
 from aiortc.rtcpeerconnection import find_common_codecs
 
-from streamdet.errors import ProtocolError
+from streamdet.errors import WhipError
 
 MAX_SDP_BYTES = 64 * 1024
 """Real offers are a few KiB (a browser's audio+video offer is under 10 KiB)."""
 
 SENDING = ("sendonly", "sendrecv")
 _LINE = re.compile(r"^[a-z]=.*$")
-
-
-class WhipError(ProtocolError):
-    """A refused WHIP request: ``reason`` labels the counter, ``status`` is the HTTP status."""
-
-    def __init__(self, status: int, reason: str, detail: str) -> None:
-        super().__init__(reason, detail)
-        self.status = status
 
 
 @dataclass(frozen=True)

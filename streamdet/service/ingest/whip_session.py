@@ -129,9 +129,9 @@ class WhipSession:
             if gap:
                 # Keep media time equal to the publisher's: lost packets become silence, as a
                 # telephone network's concealment would, rather than shifting later windows.
-                registry.push(self.stream_id, np.zeros((gap, channels), np.float32), rate, channels)
+                registry.push(self.stream_id, np.zeros((gap, channels), np.float32), rate, channels, ingest=ADAPTER)
                 self._ctx.metrics.whip_concealed.inc(gap / rate)
-            registry.push(self.stream_id, samples, rate, channels)
+            registry.push(self.stream_id, samples, rate, channels, ingest=ADAPTER)
         except ProtocolError as exc:
             self._ctx.rejects.report(self.stream_id, exc, ADAPTER)
             return False

@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import logging
 import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import zmq
 import zmq.asyncio
@@ -13,8 +15,11 @@ import zmq.asyncio
 from streamdet.errors import ConfigError, ProtocolError
 from streamdet.service.curve import make_server
 from streamdet.service.frames import MAX_HEADER_BYTES, parse_frame
-from streamdet.service.ingest import IngestContext
+from streamdet.service.ingest import IngestContext, IngestPlugin
 from streamdet.service.settings import IngestSettings
+
+if TYPE_CHECKING:
+    from streamdet.service.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +69,15 @@ class ZmqIngest:
         log.info("ZeroMQ ingest listening on %s%s", self.endpoint,
                  " (CURVE)" if self.settings.curve_secret_key else "")
 
+    def curve_policy(self) -> tuple[str, Path | None] | None:
+        if self.settings.curve_secret_key is None:
+            return None
+        return "ingest", self.settings.curve_clients_dir
+
+    def describe(self) -> dict[str, Any]:
+        return {"protocol": "zeromq", "endpoint": self.endpoint,
+                "auth": "curve" if self.settings.curve_secret_key is not None else "none"}
+
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
@@ -103,7 +117,7 @@ class ZmqIngest:
             frame = parse_frame(parts, self.max_frame_bytes)
             stream_id = frame.stream_id
             self._ctx.registry.push(frame.stream_id, frame.samples, frame.sample_rate, frame.channels,
-                                    seq=frame.seq, end=frame.end, arrival=arrival)
+                                    seq=frame.seq, end=frame.end, arrival=arrival, ingest=self.name)
         except ProtocolError as exc:
             self._ctx.rejects.report(stream_id, exc, self.name)
             return
@@ -113,3 +127,10 @@ class ZmqIngest:
             self._ctx.metrics.rejects.labels("internal_error").inc()
             return
         self._accepted.inc()
+
+
+def create(section: IngestSettings, settings: Settings) -> ZmqIngest | None:
+    return ZmqIngest(section, settings.limits.max_frame_bytes) if section.enabled else None
+
+
+PLUGIN = IngestPlugin("zmq", IngestSettings, create, section="ingest")

@@ -2,7 +2,7 @@
 
 ``/events`` is a server-sent-event stream of the service's events, the very objects the ZeroMQ PUB
 socket carries (``streamdet.service.events``), each as one ``data:`` line of JSON with its ``topic``
-added. It opens with a ``hello`` message (model, threshold, whether WHIP wants a token) and sends a
+added. It opens with a ``hello`` message (model, spoof threshold, whether WHIP wants a token) and sends a
 comment every 15 s so that proxies keep it open. ``?prefix=alert.`` filters topics as ZeroMQ does.
 The page needs nothing from the network beyond this service: no CDN, no build step.
 """
@@ -57,7 +57,9 @@ async def events(request: web.Request) -> web.StreamResponse:
         await response.prepare(request)
         try:
             await response.write(sse_message({
-                "event": "hello", "v": 1, "model_id": service.model_id, "threshold": service.threshold,
+                "event": "hello", "v": 1, "model_id": service.model_id,
+                "spoof_threshold": service.policy.spoof_threshold,
+                "threshold": service.policy.spoof_threshold,  # deprecated: spoof_threshold
                 "whip": whip is not None, "whip_token_required": bool(whip and whip.token_required),
                 "alert_rule": {"k": service.settings.alerts.k, "n": service.settings.alerts.n,
                                "m": service.settings.alerts.m},

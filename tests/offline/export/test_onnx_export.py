@@ -11,10 +11,11 @@ import onnx
 import pytest
 import torch
 
-from offline.export.common import ExportError, load_source_cm, verification_windows
+from offline.export.common import load_source_cm, verification_windows
 from offline.export.onnx import export_onnx
 from streamdet.audio import load_window
 from streamdet.cm import Countermeasure, load_cm
+from streamdet.errors import ExportError
 from streamdet.manifest import MANIFEST_NAME, EngineManifest, read_manifest
 
 TOLERANCE = 1e-4

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from offline.export.common import ExportError
 from offline.export.tensorrt import (
     fp32_layer_indices,
     make_profile,
     profile_shapes,
     tensorrt_manifest,
 )
+from streamdet.errors import ExportError
 from streamdet.manifest import MANIFEST_NAME, BatchProfile, EngineManifest, TensorRTInfo, read_manifest
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None

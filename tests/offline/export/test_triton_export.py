@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from google.protobuf import json_format, text_format
 
-from offline.export.common import ExportError
 from offline.export.triton import (
     default_preferred_sizes,
     export_triton,
@@ -16,6 +15,7 @@ from offline.export.triton import (
     pbtxt_string,
     prepare_model_dir,
 )
+from streamdet.errors import ExportError
 from streamdet.manifest import EngineManifest
 from streamdet.scoring.triton_scorer import manifest_from_config
 

@@ -13,10 +13,11 @@ import pytest
 import torch
 
 from offline.cli import main
-from offline.features.cache import FeatureCache, FeatureCacheError
+from offline.features.cache import FeatureCache
 from offline.training.config import load_config
 from offline.training.data import build_split
 from streamdet.audio import load_window
+from streamdet.errors import FeatureCacheError
 from streamdet.models.mel import MelFrontend
 
 

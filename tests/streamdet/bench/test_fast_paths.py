@@ -1,4 +1,4 @@
-"""TorchScorer's fast paths keep the scores of the plain CM (within 1e-4, FACTS / issue 7)."""
+"""TorchScorer's fast paths keep the scores of the plain CM (within 1e-4, the test vectors' tolerance, paper recipe §4)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import torch
 
 from streamdet.bench.models import random_countermeasure
 from streamdet.bench.reference import comparison_windows
+from streamdet.errors import ConfigError
 from streamdet.scoring.torch_scorer import TorchScorer, graph_batch_size
 
 
@@ -54,9 +55,9 @@ def test_threads_setting_is_applied():
 
 def test_cuda_only_options_are_refused_on_cpu():
     cm = random_countermeasure("mel_lcnn")
-    with pytest.raises(ValueError, match="CUDA graphs"):
+    with pytest.raises(ConfigError, match="CUDA graphs"):
         TorchScorer.from_cm(cm, cuda_graphs=True)
-    with pytest.raises(ValueError, match="fp16"):
+    with pytest.raises(ConfigError, match="fp16"):
         TorchScorer.from_cm(cm, fp16=True)
 
 
@@ -87,5 +88,5 @@ def test_workers_split_a_batch_and_keep_its_order(windows: np.ndarray):
         scorer.close()
     finally:
         torch.set_num_threads(before)
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError):
         TorchScorer.from_cm(cm, workers=0)

@@ -9,7 +9,7 @@ from streamdet.audio import SAMPLE_RATE, WINDOW_SAMPLES
 from streamdet.bench.load import StepConfig, StreamPlan, Tracker, expected_windows, plan_streams, stream_audio
 from streamdet.bench.server import Endpoints, metrics_delta, parse_ready
 from streamdet.service.events import EndEvent, WindowEvent
-from streamdet.service.windower import Windower
+from streamdet.stream.windower import Windower
 
 
 @pytest.mark.parametrize("total", [1, 1000, WINDOW_SAMPLES - 1, WINDOW_SAMPLES, WINDOW_SAMPLES + 1,
@@ -25,7 +25,8 @@ def test_expected_windows_match_the_services_windower(total: int, hop: int):
 
 def _score(stream_id: str, end_s: float, latency_ms: float = 5.0) -> WindowEvent:
     return WindowEvent(event="score", stream_id=stream_id, window=0, start=end_s - WINDOW_SAMPLES / SAMPLE_RATE,
-                       end=end_s, wall_time=0.0, p_spoof=0.5, p_bonafide=0.5, threshold=0.5, alert=False,
+                       end=end_s, wall_time=0.0, p_spoof=0.5, p_bonafide=0.5, spoof_threshold=0.5, threshold=0.5,
+                       spoof=True, alert=False,
                        final=False, model_id="m", latency_ms=latency_ms)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,8 @@ import zmq.asyncio
 
 from streamdet.client import Sender, Subscriber, iter_events, stream_id_for
 from streamdet.client.sender import file_format
-from streamdet.service.events import EndEvent, WindowEvent, encode_event
+from streamdet.errors import ServerGoneError
+from streamdet.service.events import EndEvent, Heartbeat, WindowEvent, encode_event
 from streamdet.service.frames import STREAM_ID_PATTERN, parse_frame
 
 
@@ -75,7 +77,7 @@ async def test_empty_audio_sends_a_bare_end_marker(pull) -> None:
 
 
 def window_event(stream_id: str, event: str = "score") -> WindowEvent:
-    return WindowEvent(event, stream_id, 0, 0.0, 4.0375, 0.0, 0.9, 0.1, 0.5, False, False, "m", 1.0)
+    return WindowEvent(event, stream_id, 0, 0.0, 4.0375, 0.0, 0.9, 0.1, 0.5, 0.5, True, False, False, "m", 1.0)
 
 
 async def test_subscriber_filters_and_decodes() -> None:
@@ -94,6 +96,39 @@ async def test_subscriber_filters_and_decodes() -> None:
         context.term()
 
 
+HEARTBEAT = [b"hb.", b'{"event": "heartbeat", "v": 1}']
+
+
+async def test_subscriber_consumes_heartbeats_and_tells_quiet_from_gone() -> None:
+    from streamdet.errors import ServerGoneError
+
+    context = zmq.asyncio.Context()
+    pub = context.socket(zmq.PUB)
+    pub.bind("tcp://127.0.0.1:*")
+
+    async def heartbeats() -> None:
+        while True:
+            await pub.send_multipart(HEARTBEAT)
+            await asyncio.sleep(0.05)
+
+    try:
+        async with Subscriber(pub.last_endpoint.decode(), ["alert."]) as sub:
+            await sub.wait_connected()
+            with pytest.raises(ServerGoneError, match="no event or heartbeat for 0.3 s"):
+                await sub.recv(timeout=0.3)  # nothing at all: gone
+            beating = asyncio.create_task(heartbeats())
+            with pytest.raises(TimeoutError) as quiet:
+                await sub.recv(timeout=0.5)  # heartbeats but no event: quiet, not gone
+            assert not isinstance(quiet.value, ServerGoneError)
+            await pub.send_multipart(encode_event(window_event("a", "raised")))
+            assert await sub.recv(idle_timeout=5) == window_event("a", "raised")  # heartbeats skipped
+            beating.cancel()
+            with pytest.raises(ServerGoneError, match="no event or heartbeat for 0.3 s"):
+                await sub.recv(idle_timeout=0.3)
+    finally:
+        context.destroy(linger=0)
+
+
 def test_iter_events_stops_after_timeout() -> None:
     context = zmq.Context()
     pub = context.socket(zmq.PUB)
@@ -110,3 +145,42 @@ def test_end_events_decode_as_end_events() -> None:
 
     end = EndEvent("a", "end", 1.0, 1, 0, False, 0.0, "m")
     assert isinstance(decode_event(encode_event(end)[1]), EndEvent)
+
+
+async def test_subscriber_reports_a_silent_server_as_gone() -> None:
+    context = zmq.Context()
+    pub = context.socket(zmq.PUB)
+    pub.bind("tcp://127.0.0.1:*")  # a PUB socket that never sends: no event, no heartbeat
+    try:
+        async with Subscriber(pub.last_endpoint.decode(), ["alert."]) as sub:
+            await sub.wait_connected()
+            with pytest.raises(ServerGoneError) as caught:
+                await sub.recv(timeout=0.2)
+        assert isinstance(caught.value, TimeoutError) and sub.last_heard is None
+    finally:
+        pub.close(linger=0)
+        context.term()
+
+
+def test_iter_events_skips_heartbeats() -> None:
+    context = zmq.Context()
+    pub = context.socket(zmq.PUB)
+    pub.bind("tcp://127.0.0.1:*")
+    stop = threading.Event()
+
+    def publish() -> None:  # until received: the subscription reaches the PUB socket at some point
+        while not stop.wait(0.05):
+            pub.send_multipart(encode_event(Heartbeat(wall_time=1.0, interval_s=2.0, model_id="m", active_streams=0)))
+            pub.send_multipart(encode_event(window_event("a")))
+
+    thread = threading.Thread(target=publish)
+    thread.start()
+    try:
+        events = iter_events(pub.last_endpoint.decode(), timeout=30)
+        assert [next(events), next(events)] == [window_event("a")] * 2  # a heartbeat came between them
+        events.close()
+    finally:
+        stop.set()
+        thread.join()
+        pub.close(linger=0)
+        context.term()

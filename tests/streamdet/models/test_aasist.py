@@ -12,7 +12,7 @@ from streamdet.models.aasist import W2V2AASIST
 
 W2V2_AASIST_CMS = ["codec_w2v2aasist", "vocoder_w2v2aasist", "cotrain_w2v2aasist_CSAM"]
 
-# A sample of the released checkpoints' keys and shapes (see FACTS.md section 4).
+# A sample of the released checkpoints' keys and shapes (see docs/paper-recipe.md §4).
 EXPECTED_SHAPES = {
     "pos_S": (1, 42, 64),
     "master1": (1, 1, 64),

@@ -1,4 +1,4 @@
-"""The plain-torch mel front-end (FACTS §2)."""
+"""The plain-torch mel front-end (paper recipe §2)."""
 
 from __future__ import annotations
 

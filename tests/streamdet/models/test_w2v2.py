@@ -69,3 +69,32 @@ def test_loads_from_local_directory(tmp_path):
 def test_truncation_refuses_post_norm_models():
     with pytest.raises(ValueError, match="stable_layer_norm"):
         truncate_to_layer(Wav2Vec2Model(tiny_config(do_stable_layer_norm=False, feat_extract_norm="group")))
+
+
+def test_offline_hub_fails_at_once_with_the_remedy(monkeypatch):
+    from huggingface_hub import constants
+
+    from streamdet.errors import PretrainedModelError
+    from streamdet.models.w2v2 import load_pretrained
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(PretrainedModelError, match="HF_HUB_OFFLINE is set and it is not in the local cache") as info:
+        load_pretrained("streamdet-tests/never-cached-model")
+    assert "--w2v2-source DIR" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_directory_without_a_model_is_one_line_error(tmp_path):
+    from streamdet.errors import PretrainedModelError
+    from streamdet.models.w2v2 import load_pretrained
+
+    with pytest.raises(PretrainedModelError, match=str(tmp_path)) as info:
+        load_pretrained(str(tmp_path))
+    assert "\n" not in str(info.value)
+
+
+def test_local_directory_loads_without_asking_the_hub(monkeypatch, tmp_path):
+    import streamdet.models.w2v2 as w2v2
+
+    Wav2Vec2Model(tiny_config()).save_pretrained(tmp_path)
+    monkeypatch.setattr(w2v2, "_hub_unreachable", lambda: pytest.fail("a local directory needs no hub"))
+    assert len(w2v2.W2V2Frontend(str(tmp_path)).model.encoder.layers) == 5

@@ -8,7 +8,7 @@ import asyncio
 import numpy as np
 
 from streamdet.service.batcher import Batcher, WindowJob
-from streamdet.service.windower import Window
+from streamdet.stream.windower import Window
 
 
 def job(key: str, index: int) -> WindowJob:

@@ -12,6 +12,7 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 import pytest
+import torch
 
 from streamdet.cli import main
 from streamdet.client import Sender, Subscriber
@@ -91,7 +92,7 @@ async def test_sigterm_scores_the_in_flight_stream_and_exits_0(random_cm_dir: Pa
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "streamdet", "serve", "--engine", str(random_cm_dir), "--device", "cpu",
         "--ingest", "tcp://127.0.0.1:*", "--events", "tcp://127.0.0.1:*", "--http-port", "0",
-        "--log-format", "json", "--threshold", "0.0", "--alert-k", "1", "--alert-n", "1",
+        "--log-format", "json", "--spoof-threshold", "0.0", "--alert-k", "1", "--alert-n", "1",
         env=env, stderr=asyncio.subprocess.PIPE)
     try:
         ready = await asyncio.wait_for(_ready_line(proc.stderr), 120)
@@ -119,3 +120,49 @@ async def test_sigterm_scores_the_in_flight_stream_and_exits_0(random_cm_dir: Pa
     assert (score.event, score.final, score.start, score.end) == ("score", True, 0.0, 2.5)
     assert raised.event == "raised"  # threshold 0: any window is spoof evidence
     assert (end.event, end.reason, end.windows, end.duration) == ("end", "shutdown", 1, 2.5)
+
+
+def test_w2v2_cm_without_reachable_hub_fails_in_one_line(random_w2v2_hub_cm: Path,
+                                                          hub_unreachable_env: dict[str, str]) -> None:
+    """No traceback, no half a minute of retries: one line that says how to point at a local XLS-R."""
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-m", "streamdet", "serve", "--engine", str(random_w2v2_hub_cm), "--device", "cpu",
+         "--ingest", "tcp://127.0.0.1:*", "--events", "tcp://127.0.0.1:*", "--no-http"],
+        env=hub_unreachable_env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "http://127.0.0.1:9 is not reachable" in lines[0]
+    assert "--w2v2-source" in lines[0] and "STREAMDET_SCORING__W2V2_SOURCE" in lines[0]
+
+
+def test_old_threshold_flag_is_the_spoof_threshold_with_a_warning(capsys) -> None:
+    from streamdet.cli import build_parser
+    from streamdet.commands.serve import overrides_from
+
+    # --threshold was already a spoof probability: the same value, under its new name.
+    assert overrides_from(build_parser().parse_args(["serve", "--threshold", "0.3"])) == \
+        {"alerts": {"spoof_threshold": 0.3}}
+    assert "--threshold is deprecated, use --spoof-threshold" in capsys.readouterr().err
+    assert overrides_from(build_parser().parse_args(["serve", "--spoof-threshold", "0.3"])) == \
+        {"alerts": {"spoof_threshold": 0.3}}
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("device, message", [
+    ("gpu", "unknown device 'gpu'"),
+    pytest.param("cuda", "no CUDA device is usable", marks=pytest.mark.skipif(
+        torch.cuda.is_available(), reason="this machine has a CUDA device")),
+])
+def test_a_device_torch_cannot_use_is_one_line(device: str, message: str) -> None:
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-m", "streamdet", "serve", "--device", device, "--workers", "2",
+         "--ingest", "tcp://127.0.0.1:*", "--events", "tcp://127.0.0.1:*", "--no-http"],
+        capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if " INFO " not in line]
+    assert len(errors) == 1 and message in errors[0], done.stderr

@@ -63,3 +63,42 @@ async def test_clients_directory_admits_only_known_clients(kit, start_service, k
         await sender.close(linger_s=0.5)
     assert (await listener.get(10)).stream_id == "allowed"
     assert service.registry.get("stranger") is None
+
+
+async def test_send_with_the_wrong_server_key_fails_in_one_line(kit, start_service, keys, tmp_path: Path) -> None:
+    """The service drops a handshake it cannot decrypt; the client says so instead of waiting forever."""
+    import os
+    import sys
+
+    import numpy as np
+    import soundfile as sf
+
+    service = await curve_service(start_service, kit, keys)
+    wrong_public, _ = zmq.auth.create_certificates(tmp_path, "not-the-server")
+    sf.write(tmp_path / "a.wav", np.zeros(16000, dtype=np.float32), 16000)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "streamdet", "send", str(tmp_path / "a.wav"), "--endpoint", service.ingest_endpoint,
+        "--server-key", wrong_public, "--timeout", "20",
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 2 and stdout == b""
+    lines = stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "CURVE handshake" in lines[0] and "--server-key" in lines[0], lines
+    assert service.active_streams == 0
+
+
+async def test_refused_handshakes_are_reported_not_waited_on(kit, start_service, keys) -> None:
+    from streamdet.errors import ConnectError
+
+    service = await curve_service(start_service, kit, keys, clients_dir=keys["clients"])
+    for options, message in (({}, "it may require CURVE"),
+                             ({"server_key": keys["server_public"], "client_secret_key": keys["stranger"]},
+                              "refused this client's CURVE key")):
+        sender = Sender(service.ingest_endpoint, **options)
+        with pytest.raises(ConnectError, match=message):
+            await sender.wait_connected(timeout=20)
+        await sender.close(linger_s=0)
+    allowed = Sender(service.ingest_endpoint, server_key=keys["server_public"], client_secret_key=keys["allowed"])
+    await allowed.wait_connected(timeout=20)
+    await allowed.close(linger_s=0)

@@ -23,7 +23,8 @@ from streamdet.audio import SAMPLE_RATE, fix_length, load_audio, load_window
 from streamdet.client import Sender, Subscriber
 from streamdet.service.events import WindowEvent
 from streamdet.service.frames import encode_frame, parse_frame
-from streamdet.service.stream import StreamConfig, StreamSession
+from streamdet.stream.policy import StreamPolicy
+from streamdet.stream.session import StreamSession
 
 pytestmark = pytest.mark.reference
 
@@ -69,7 +70,7 @@ def test_first_window_is_what_offline_evaluation_scores(shared_dir: Path, clip: 
     from streamdet.audio import decode
 
     samples, rate = decode(shared_dir / clip)
-    session = StreamSession("s", rate, samples.shape[1], StreamConfig())
+    session = StreamSession("s", rate, samples.shape[1], StreamPolicy())
     windows = []
     for seq, start in enumerate(range(0, len(samples), rate // 50)):
         frame = parse_frame(encode_frame("s", seq, samples[start:start + rate // 50], rate, "s16le"), 1 << 20)
@@ -91,7 +92,7 @@ async def test_fake_clip_sent_with_the_cli_raises_an_alert(shared_dir, codec_sco
         assert send.returncode == 0 and json.loads(stdout)["stream_id"] == "fake-1"
         alert = await subscriber.recv(timeout=120)
     assert (alert.event, alert.stream_id, alert.model_id) == ("raised", "fake-1", codec_scorer.model_id)
-    assert alert.p_spoof >= alert.threshold == 0.5
+    assert alert.spoof and alert.p_spoof >= alert.spoof_threshold == alert.threshold == 0.5
 
     events = await kit.collect_until_end(listener, "fake-1", timeout=120)
     scores = scores_of(events)

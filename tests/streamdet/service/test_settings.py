@@ -1,21 +1,21 @@
-"""Settings: precedence of flags > environment > TOML > defaults, and the threshold rule."""
+"""Settings: precedence of flags > environment > TOML > defaults, and the deprecated threshold key."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 
 from streamdet.errors import ConfigError
-from streamdet.manifest import Calibration
-from streamdet.service.settings import PAPER_THRESHOLD, load_settings, resolve_threshold
+from streamdet.service.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[3]
 
 
 def test_defaults() -> None:
     s = load_settings()
-    assert (s.window.hop_samples, s.alerts.k, s.alerts.n, s.alerts.m, s.alerts.threshold) == (16000, 2, 3, 3, None)
+    assert (s.window.hop_samples, s.alerts.k, s.alerts.n, s.alerts.m, s.alerts.spoof_threshold) == (16000, 2, 3, 3, None)
     assert s.scoring.engine is None
 
 
@@ -51,9 +51,40 @@ def test_missing_config_file() -> None:
         load_settings("/nonexistent/serve.toml")
 
 
-def test_threshold_precedence() -> None:
-    calibration = Calibration(threshold=0.8, criterion="eer")
-    assert resolve_threshold(0.3, calibration)[0] == 0.3
-    # the manifest's threshold is on P(bona fide) (alert below it): on P(spoof) it is 1 - t
-    assert resolve_threshold(None, calibration)[0] == pytest.approx(0.2)
-    assert resolve_threshold(None, None) == (PAPER_THRESHOLD, "paper default")
+def test_spoof_threshold_key_from_toml_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    toml = tmp_path / "serve.toml"
+    toml.write_text("[alerts]\nspoof_threshold = 0.25\n")
+    assert load_settings(toml).alerts.spoof_threshold == 0.25
+    monkeypatch.setenv("STREAMDET_ALERTS__SPOOF_THRESHOLD", "0.75")
+    assert load_settings(toml).alerts.spoof_threshold == 0.75
+
+
+def test_old_threshold_key_still_works_with_a_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # alerts.threshold was already a spoof probability: the same value under the new name.
+    toml = tmp_path / "serve.toml"
+    toml.write_text("[alerts]\nthreshold = 0.25\n")
+    with pytest.warns(DeprecationWarning, match="alerts.spoof_threshold"):
+        assert load_settings(toml).alerts.spoof_threshold == 0.25
+    monkeypatch.setenv("STREAMDET_ALERTS__THRESHOLD", "0.75")
+    with pytest.warns(DeprecationWarning):
+        assert load_settings().alerts.spoof_threshold == 0.75
+    with pytest.warns(DeprecationWarning):  # the new name wins when both are given
+        assert load_settings(None, {"alerts": {"spoof_threshold": 0.5}}).alerts.spoof_threshold == 0.5
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.5])
+def test_spoof_threshold_outside_probabilities_is_refused(value: float) -> None:
+    with pytest.raises(ConfigError):
+        load_settings(None, {"alerts": {"spoof_threshold": value}})
+
+
+async def test_the_log_names_the_threshold_and_where_it_came_from(start_service, kit, caplog) -> None:
+    from streamdet.cm import read_cm_manifest
+    from streamdet.pretrained import default_cm_dir
+
+    scorer = kit.FakeScorer()
+    scorer.contract = read_cm_manifest(default_cm_dir())  # the shipped CM's calibration
+    caplog.set_level(logging.INFO, logger="streamdet.service.server")
+    service = await start_service(scorer, http={"enabled": False})
+    assert service.policy.spoof_threshold == 0.9807469351217151
+    assert "threshold: alert when p_spoof >= 0.9807469351217151 (manifest: target_far=0.01)" in caplog.text

@@ -97,7 +97,7 @@ async def test_fake_clip_published_over_whip_raises_an_alert_everywhere(shared_d
     assert json.loads(stdout)["codec"] == "opus"
     assert (alert.event, alert.stream_id, alert.model_id) == ("raised", "whip-fake", vocoder_scorer.model_id)
     # 2 of 3 (the default): the second window raises.
-    assert alert.window == 1 and alert.p_spoof >= alert.threshold == 0.5
+    assert alert.window == 1 and alert.spoof and alert.p_spoof >= alert.spoof_threshold == 0.5
     on_page = await asyncio.wait_for(page, 10)
     assert (on_page["topic"], on_page["window"], on_page["p_spoof"]) == ("alert.whip-fake", 1, alert.p_spoof)
 

@@ -1,6 +1,7 @@
 """Acceptance in a real browser: headless Chromium opens the page, clicks "Test with my microphone"
 (its fake capture device plays a fake ALM-ADD clip), publishes it over WHIP, and the page shows the
 alert. Needs ../shared, Debian's ``chromium`` and ``chromedriver``, and selenium; skips without them.
+And a page opened during a call shows the call's state so far (``GET /streams``), fake scorer only.
 
 The CM is ``vocoder_mellcnn``, for the reason given in tests/streamdet/service/test_whip_acceptance.py
 (Opus-coded speech is spoof to the codec-trained CM); the clip keeps p_bonafide < 1e-5 through Opus.
@@ -14,8 +15,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-pytestmark = pytest.mark.reference
 
 FAKE = "alm-add/audio/AudioLM/speech_497b5be1-e5f7-49dd-b244-67df3817d25b_fake.wav"
 CHROMIUM = "/usr/bin/chromium"
@@ -45,8 +44,8 @@ def capture_clip(shared_dir: Path, tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def browser(capture_clip: Path, tmp_path: Path, monkeypatch):
+def chromium(tmp_path: Path, monkeypatch, *arguments: str):
+    """A headless Chromium under selenium (skips without them)."""
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
     for binary in (CHROMIUM, CHROMEDRIVER):
         if not Path(binary).exists() and not shutil.which(Path(binary).name):
@@ -58,20 +57,35 @@ def browser(capture_clip: Path, tmp_path: Path, monkeypatch):
     options.binary_location = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
     for argument in (
         "--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,1000",
-        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-audio-capture={capture_clip}",
         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--allow-loopback-in-peer-connection",  # WebRTC leaves loopback out by default; the service offers 127.0.0.1
-        "--autoplay-policy=no-user-gesture-required",
+        f"--user-data-dir={tmp_path / 'profile'}", *arguments,
     ):
         options.add_argument(argument)
-    driver = webdriver.Chrome(service=DriverService(CHROMEDRIVER if Path(CHROMEDRIVER).exists()
-                                                    else shutil.which("chromedriver")), options=options)
+    return webdriver.Chrome(service=DriverService(CHROMEDRIVER if Path(CHROMEDRIVER).exists()
+                                                  else shutil.which("chromedriver")), options=options)
+
+
+@pytest.fixture
+def browser(capture_clip: Path, tmp_path: Path, monkeypatch):
+    driver = chromium(
+        tmp_path, monkeypatch,
+        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={capture_clip}",
+        "--allow-loopback-in-peer-connection",  # WebRTC leaves loopback out by default; the service offers 127.0.0.1
+        "--autoplay-policy=no-user-gesture-required",
+    )
     yield driver
     driver.quit()
 
 
+@pytest.fixture
+def plain_browser(tmp_path: Path, monkeypatch):
+    driver = chromium(tmp_path, monkeypatch)
+    yield driver
+    driver.quit()
+
+
+@pytest.mark.reference
 async def test_page_publishes_the_microphone_and_shows_the_alert(vocoder_scorer, start_service, browser, kit,
                                                                  tmp_path) -> None:
     from selenium.webdriver.common.by import By
@@ -116,3 +130,34 @@ async def test_page_publishes_the_microphone_and_shows_the_alert(vocoder_scorer,
     end = (await kit.collect_until_end(listener, STREAM, timeout=30))[-1]
     assert end.reason == "end" and end.windows >= 2 and end.alert
     assert service.whip.sessions == {}
+
+
+async def test_a_page_opened_during_a_call_shows_its_state(start_service, plain_browser, kit, push) -> None:
+    from selenium.webdriver.common.by import By
+
+    # p_spoof 0.9: raised after 2 windows; no idle timeout during the test: no event after the raise
+    service = await start_service(kit.FakeScorer(p_bonafide=0.1), limits={"idle_timeout_s": 600})
+    alerts = service.listen("alert.")
+    await kit.send_all(push(service.ingest_endpoint), kit.frames_of("call-7", kit.tone(6.0), end=False))
+    assert (await alerts.get(30)).event == "raised"  # scored and raised before the page exists
+
+    def open_page() -> None:
+        plain_browser.get(f"http://127.0.0.1:{service.http_port}/")
+
+    def card() -> tuple[str, str, str, str] | None:
+        found = plain_browser.find_elements(By.CSS_SELECTOR, 'section.stream[data-stream-id="call-7"]')
+        if not found:
+            return None
+        return (found[0].find_element(By.CSS_SELECTOR, ".alert").get_attribute("class"),
+                found[0].find_element(By.CSS_SELECTOR, ".ingest").text,
+                found[0].find_element(By.CSS_SELECTOR, ".last").text,
+                plain_browser.find_element(By.ID, "ingests").text)
+
+    await asyncio.to_thread(open_page)
+    async with asyncio.timeout(30):
+        while (shown := await asyncio.to_thread(card)) is None or not shown[2]:
+            await asyncio.sleep(0.2)
+    badge, ingest, last, ingests = shown
+    assert badge == "alert raised" and ingest == "zmq"
+    assert last.startswith("window 1 · 5.0 s · p_spoof 0.900")
+    assert ingests.startswith(f"zmq {service.ingest_endpoint} · whip /whip/<stream_id>")

@@ -1,5 +1,8 @@
-// streamdet live monitor: follows /events (server-sent events, the same events as the ZeroMQ topics),
-// draws one p_spoof timeline per stream, lists alerts, and publishes the microphone over WHIP.
+// streamdet live monitor: loads the live streams' state (/streams) and the ingests (/info), follows
+// /events (server-sent events, the same events as the ZeroMQ topics), draws one p_spoof timeline per
+// stream, lists alerts, and publishes the microphone over WHIP.
+// The page only displays: each window's verdict (`spoof`) and the alert state come with the events,
+// decided by the service; the page never compares a score with the threshold itself.
 // Plain JavaScript with no dependency and no build step: the page must work offline.
 "use strict";
 
@@ -9,8 +12,8 @@ const MAX_ALERTS = 200;
 const STREAM_ID = /^[A-Za-z0-9._:@-]{1,128}$/;
 
 const state = {
-  threshold: 0.5,
-  streams: new Map(),          // stream id -> {el, points: [{t, p}], ended}
+  spoofThreshold: 0.5,         // drawn as a line; from the service's hello
+  streams: new Map(),          // stream id -> {el, points: [{t, p, spoof}], ended, alertSeen}
   mic: null,                   // {pc, media, location, token, id} while publishing
 };
 
@@ -38,12 +41,13 @@ function setConnection(kind, text) {
 function handleEvent(e) {
   switch (e.event) {
     case "hello":
-      state.threshold = e.threshold;
+      state.spoofThreshold = e.spoof_threshold;
       $("model-id").textContent = e.model_id;
-      $("threshold").textContent = "≥ " + e.threshold.toFixed(3);
+      $("threshold").textContent = "p_spoof ≥ " + String(e.spoof_threshold);
       $("alert-rule").textContent = `${e.alert_rule.k} of ${e.alert_rule.n} windows, clear after ${e.alert_rule.m}`;
       $("mic-token-label").hidden = !e.whip_token_required;
       if (!e.whip) { $("mic-start").disabled = true; setMicStatus("error", "WHIP is disabled on this service"); }
+      loadState();  // after hello: events from now on are not missed, and win over the snapshot
       break;
     case "score":
       addScore(e);
@@ -53,10 +57,36 @@ function handleEvent(e) {
       setAlert(e.stream_id, e.event);
       logAlert(e);
       break;
+    case "ended":                                   // the stream ended with its alert raised
+      logAlert(e);
+      break;
     case "end":
       endStream(e);
       break;
   }
+}
+
+// --- the state before this page was opened -----------------------------------------------------
+
+async function fetchJson(path) {
+  const response = await fetch(path, { cache: "no-store" });
+  if (!response.ok) throw new Error(`${path}: ${response.status}`);
+  return response.json();
+}
+
+async function loadState() {
+  try {
+    const [info, snapshot] = await Promise.all([fetchJson("info"), fetchJson("streams")]);
+    $("ingests").textContent = info.ingests.map((i) => `${i.name} ${i.endpoint}`).join(" · ") || "none";
+    for (const s of snapshot.streams) restoreStream(s);
+  } catch (err) { /* an older service, or it is restarting: the events still come */ }
+}
+
+function restoreStream(s) {
+  const stream = streamCard(s.stream_id);
+  stream.el.querySelector(".ingest").textContent = s.ingest;
+  if (s.last_window && !stream.points.length) addScore({ stream_id: s.stream_id, ...s.last_window });
+  if (s.alert && !stream.alertSeen) setAlert(s.stream_id, "raised");
 }
 
 // --- streams ------------------------------------------------------------------------------------
@@ -70,6 +100,7 @@ function streamCard(id) {
   el.innerHTML = `
     <div class="stream-head">
       <span class="stream-id"></span>
+      <span class="ingest"></span>
       <span class="alert none">no alert</span>
       <span class="state">live</span>
       <span class="last"></span>
@@ -79,7 +110,7 @@ function streamCard(id) {
   const container = $("streams");
   container.querySelector(".empty")?.remove();
   container.prepend(el);
-  stream = { el, points: [], ended: false };
+  stream = { el, points: [], ended: false, alertSeen: false };
   state.streams.set(id, stream);
   pruneStreams();
   updateCount();
@@ -102,16 +133,18 @@ function updateCount() {
 
 function addScore(e) {
   const stream = streamCard(e.stream_id);
-  stream.points.push({ t: e.end, p: e.p_spoof });
+  stream.points.push({ t: e.end, p: e.p_spoof, spoof: e.spoof });
   const last = stream.points[stream.points.length - 1].t;
   while (stream.points.length && stream.points[0].t < last - TIMELINE_SECONDS) stream.points.shift();
   stream.el.querySelector(".last").textContent =
-    `window ${e.window} · ${e.end.toFixed(1)} s · p_spoof ${e.p_spoof.toFixed(3)} · ${Math.round(e.latency_ms)} ms`;
+    `window ${e.window} · ${e.end.toFixed(1)} s · p_spoof ${e.p_spoof.toFixed(3)}` +
+    (e.latency_ms === undefined ? "" : ` · ${Math.round(e.latency_ms)} ms`);
   draw(stream);
 }
 
 function setAlert(id, kind) {
   const stream = streamCard(id);
+  stream.alertSeen = true;
   const badge = stream.el.querySelector(".alert");
   badge.className = "alert " + kind;                 // "alert raised" / "alert cleared"
   badge.textContent = kind === "raised" ? "alert raised" : "alert cleared";
@@ -135,8 +168,10 @@ function logAlert(e) {
   li.className = e.event;
   li.dataset.streamId = e.stream_id;
   const when = new Date(e.wall_time * 1000).toLocaleTimeString();
-  li.textContent = `${when} · ${e.stream_id} · ${e.event} at ${e.start.toFixed(1)}–${e.end.toFixed(1)} s` +
-    ` (p_spoof ${e.p_spoof.toFixed(3)})`;
+  li.textContent = e.event === "ended"
+    ? `${when} · ${e.stream_id} · ended while raised (${e.reason}, ${e.duration.toFixed(1)} s)`
+    : `${when} · ${e.stream_id} · ${e.event} at ${e.start.toFixed(1)}–${e.end.toFixed(1)} s` +
+      ` (p_spoof ${e.p_spoof.toFixed(3)})`;
   log.prepend(li);
   while (log.children.length > MAX_ALERTS) log.lastChild.remove();
 }
@@ -171,7 +206,8 @@ function draw(stream) {
 
   g.setLineDash([4, 3]);                              // the alert threshold
   g.strokeStyle = "#b42318";
-  g.beginPath(); g.moveTo(pad.l, y(state.threshold)); g.lineTo(pad.l + w, y(state.threshold)); g.stroke();
+  const yT = y(Math.min(state.spoofThreshold, 1));
+  g.beginPath(); g.moveTo(pad.l, yT); g.lineTo(pad.l + w, yT); g.stroke();
   g.setLineDash([]);
 
   if (!stream.points.length) return;
@@ -181,7 +217,7 @@ function draw(stream) {
   stream.points.forEach((pt, i) => (i ? g.lineTo(x(pt.t), y(pt.p)) : g.moveTo(x(pt.t), y(pt.p))));
   g.stroke();
   for (const pt of stream.points) {
-    g.fillStyle = pt.p >= state.threshold ? "#b42318" : "#1a7f37";
+    g.fillStyle = pt.spoof ? "#b42318" : "#1a7f37";    // the service's verdict
     g.beginPath(); g.arc(x(pt.t), y(pt.p), 2.5, 0, 2 * Math.PI); g.fill();
   }
 }

@@ -7,22 +7,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from streamdet.audio import SAMPLE_RATE, WINDOW_SAMPLES
+from streamdet.audio import SAMPLE_RATE
 from streamdet.errors import StreamRejectedError
-from streamdet.service.alerts import AlertStateMachine
-from streamdet.service.edge import EdgeResampler
-from streamdet.service.windower import Window, Windower
-
-
-@dataclass
-class StreamConfig:
-    """What every new stream is built with (from Settings)."""
-
-    hop: int = SAMPLE_RATE
-    window: int = WINDOW_SAMPLES
-    k: int = 2
-    n: int = 3
-    m: int = 3
+from streamdet.stream.edge import EdgeResampler
+from streamdet.stream.policy import StreamPolicy
+from streamdet.stream.windower import Window, Windower
 
 
 @dataclass(eq=False)  # identity semantics: a session is a dict key in the batcher
@@ -32,7 +21,7 @@ class StreamSession:
     stream_id: str
     sample_rate: int
     channels: int
-    config: StreamConfig
+    policy: StreamPolicy
     created: float = field(default_factory=time.monotonic)
     last_arrival: float = field(default_factory=time.monotonic)
     last_seq: int | None = None
@@ -42,11 +31,13 @@ class StreamSession:
     scored: int = 0
     dropped: int = 0
     end_published: bool = False
+    ingest: str = ""
+    """The ingest adapter the stream came in on (``zmq``, ``whip``...)."""
 
     def __post_init__(self) -> None:
         self.edge = EdgeResampler(self.sample_rate, self.channels)
-        self.windower = Windower(self.config.hop, self.config.window)
-        self.alerts = AlertStateMachine(self.config.k, self.config.n, self.config.m)
+        self.windower = Windower(self.policy.hop, self.policy.window)
+        self.alerts = self.policy.alert_machine()
 
     @property
     def duration(self) -> float:

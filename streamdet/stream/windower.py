@@ -1,10 +1,13 @@
 """Cuts one 16 kHz sample stream into the CM's windows, counting samples, never wall-clock time.
 
+Where the windows lie is :class:`streamdet.stream.policy.WindowGeometry`'s rule (regular windows
+every ``hop`` samples, and a tail window at the end); this module produces them incrementally:
+
 - The first window is samples [0, W) and is emitted as soon as W samples exist.
 - Then one every ``hop`` samples: [hop, hop + W), [2 hop, 2 hop + W), ...
-- At end of stream, one last window covering the tail [total - W, total), unless the last regular
-  window already ended there; a stream shorter than W gives one window, tiled to W with
-  ``streamdet.audio.fix_length`` as the paper pads short clips (its media span is [0, total)).
+- At end of stream, the geometry's tail window, if any; a stream shorter than W gives one window,
+  tiled to W with ``streamdet.audio.fix_length`` as the paper pads short clips (its media span is
+  [0, total)).
 
 Memory is bounded: the ring holds W samples, which is all the future windows (and the tail) need.
 """
@@ -16,7 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from streamdet.audio import WINDOW_SAMPLES, fix_length
-from streamdet.service.ring import SampleRing
+from streamdet.stream.policy import WindowGeometry
+from streamdet.stream.ring import SampleRing
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,7 @@ class Windower:
     def __init__(self, hop: int, window: int = WINDOW_SAMPLES) -> None:
         if hop < 1 or window < 1:
             raise ValueError("hop and window must be positive")
+        self.geometry = WindowGeometry(window, hop)
         self.hop = hop
         self.window = window
         self._ring = SampleRing(window)
@@ -81,11 +86,13 @@ class Windower:
             raise RuntimeError("windower already finished")
         self._finished = True
         total = self.total
-        if total == 0 or total == self._last_end:
+        tail = self.geometry.tail_span(total, self._last_end)
+        if tail is None:
             return None
+        start, end = tail
         if total < self.window:
-            return self._emit(0, fix_length(self._ring.latest(total), self.window), end=total, final=True)
-        return self._emit(total - self.window, self._ring.latest(self.window), final=True)
+            return self._emit(start, fix_length(self._ring.latest(total), self.window), end=end, final=True)
+        return self._emit(start, self._ring.latest(self.window), final=True)
 
     def _emit(self, start: int, samples: np.ndarray, end: int | None = None, final: bool = False) -> Window:
         end = start + self.window if end is None else end

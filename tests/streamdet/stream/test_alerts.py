@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streamdet.service.alerts import AlertStateMachine
+from streamdet.stream.alerts import AlertStateMachine
 
 
 def run(machine: AlertStateMachine, verdicts: str) -> list[str | None]:

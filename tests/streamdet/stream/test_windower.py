@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from streamdet.audio import fix_length
-from streamdet.service.ring import SampleRing
-from streamdet.service.windower import Windower
+from streamdet.stream.ring import SampleRing
+from streamdet.stream.windower import Windower
 
 W, HOP = 100, 30  # small numbers, same rules as 64,600 / 16,000
 

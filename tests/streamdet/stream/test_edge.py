@@ -15,8 +15,8 @@ import soundfile as sf
 import soxr
 
 from streamdet.audio import load_audio, to_mono
-from streamdet.service.edge import EdgeResampler
 from streamdet.service.frames import decode_payload, encode_payload
+from streamdet.stream.edge import EdgeResampler
 
 
 def stream_through(edge: EdgeResampler, samples: np.ndarray, chunks: list[int]) -> np.ndarray:

@@ -1,0 +1,224 @@
+"""The operating point of a stream: one verdict, one threshold language, one window geometry.
+
+Everything that decides whether a window is spoof evidence, or where a stream's windows lie, is
+here, and ``streamdet serve``, ``offline evaluate`` and ``offline calibrate`` all use it:
+
+- **The verdict.** Scorers return P(bona fide) (the released CMs' score); the one conversion is
+  :func:`spoof_probability`, ``p_spoof = 1 - p_bonafide`` in float64, and the one comparison is
+  ``p_spoof >= spoof_threshold`` (:meth:`StreamPolicy.is_spoof`, :meth:`StreamPolicy.are_spoof` for
+  arrays). Every threshold in flags, settings, manifests, events and logs is a spoof probability.
+- **Where the threshold comes from** (:func:`resolve_spoof_threshold`): a configured value, else the
+  CM manifest's calibration, else the paper's 0.5.
+- **Window geometry** (:class:`WindowGeometry`): regular windows every ``hop`` samples once a window
+  is full, and a tail window at the end of a stream, exactly as the service's windower emits them.
+- **The alert rule**: raise when ``k`` of the last ``n`` windows are spoof evidence, clear after
+  ``m`` in a row that are not (2, 3, 3 by default).
+
+Why P(spoof): an alert is about spoofing, and one space means one comparison everywhere; two
+spaces (``p_bonafide < t`` offline, ``1 - p_bonafide >= 1 - t`` in the service) disagree in floating
+point near the threshold. The cost: P(bona fide) below about 1e-16 all becomes P(spoof) = 1.0.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tomllib
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from streamdet.audio import SAMPLE_RATE, WINDOW_SAMPLES
+from streamdet.errors import ConfigError
+from streamdet.stream.alerts import AlertStateMachine
+
+if TYPE_CHECKING:
+    from streamdet.manifest import Calibration
+
+log = logging.getLogger(__name__)
+
+PAPER_SPOOF_THRESHOLD = 0.5
+"""The paper's operating point: the argmax of the two logits, P(spoof) 0.5."""
+
+NEVER_SPOOF_THRESHOLD = math.nextafter(1.0, math.inf)
+"""The largest threshold allowed, just above 1: no window is spoof evidence, not even P(spoof) = 1.
+Calibration needs it when the real windows it must not alert on score exactly 1."""
+
+DEFAULT_HOP = SAMPLE_RATE
+"""16,000 samples (1 s) between window starts."""
+
+DEFAULT_K, DEFAULT_N, DEFAULT_M = 2, 3, 3
+"""Raise when 2 of the last 3 windows are spoof evidence; clear after 3 in a row that are not."""
+
+
+def spoof_probability(p_bonafide: Any) -> Any:
+    """P(spoof) = 1 - P(bona fide), in float64: a float for a scalar, an array for an array.
+
+    The only place the two probabilities are converted (scores, and old bona fide thresholds).
+    """
+    if np.ndim(p_bonafide) == 0 and not isinstance(p_bonafide, np.ndarray):
+        return 1.0 - float(p_bonafide)
+    return 1.0 - np.asarray(p_bonafide, dtype=np.float64)
+
+
+def check_spoof_threshold(value: float, what: str = "spoof threshold") -> float:
+    value = float(value)
+    if not 0.0 <= value <= NEVER_SPOOF_THRESHOLD:  # also refuses NaN
+        raise ConfigError(f"{what} must be a spoof probability in [0, 1], got {value}")
+    return value
+
+
+def warn_deprecated(message: str) -> None:
+    """A deprecated name or field was used: a DeprecationWarning for code, a log line for operators."""
+    warnings.warn(message, DeprecationWarning, stacklevel=3)
+    log.warning("deprecated: %s", message)
+
+
+def resolve_spoof_threshold(configured: float | None, calibration: Calibration | None,
+                            configured_by: str = "settings") -> tuple[float, str]:
+    """The spoof threshold and where it came from: configured > CM manifest calibration > paper (0.5)."""
+    if configured is not None:
+        return check_spoof_threshold(configured), configured_by
+    if calibration is not None:
+        return check_spoof_threshold(calibration.spoof_threshold), f"manifest: {calibration.criterion}"
+    return PAPER_SPOOF_THRESHOLD, "paper default"
+
+
+def manifest_calibration(contract: object) -> Calibration | None:
+    """The operating point in a scorer's manifest (``scorer.contract``): a CM's, or an engine's CM's."""
+    from streamdet.manifest import Calibration
+
+    calibration = getattr(contract, "calibration", None)
+    if calibration is None:
+        calibration = getattr(getattr(contract, "cm", None), "calibration", None)
+    return calibration if isinstance(calibration, Calibration) else None
+
+
+@dataclass(frozen=True)
+class WindowGeometry:
+    """Where a stream's windows lie, in 16 kHz samples.
+
+    - Regular windows ``[i hop, i hop + window)`` for every i whose window fits in the stream.
+    - At end of stream a tail window ``[total - window, total)``, unless the last regular window
+      already ended there; a stream shorter than a window gives one window ``[0, total)``, tiled to
+      ``window`` samples (``streamdet.audio.fix_length``).
+    """
+
+    window: int = WINDOW_SAMPLES
+    hop: int = DEFAULT_HOP
+
+    def __post_init__(self) -> None:
+        if self.window < 1 or self.hop < 1:
+            raise ConfigError(f"window and hop must be positive, got window={self.window} hop={self.hop}")
+
+    def regular_count(self, total: int) -> int:
+        return 0 if total < self.window else (total - self.window) // self.hop + 1
+
+    def tail_span(self, total: int, last_end: int) -> tuple[int, int] | None:
+        """The tail window of a stream of ``total`` samples whose last window ended at ``last_end``."""
+        if total <= 0 or total == last_end:
+            return None
+        return (0, total) if total < self.window else (total - self.window, total)
+
+    def spans(self, total: int) -> list[tuple[int, int]]:
+        """(start, end) of every window of a stream of ``total`` samples, tail included."""
+        regular = [(i * self.hop, i * self.hop + self.window) for i in range(self.regular_count(total))]
+        tail = self.tail_span(total, regular[-1][1] if regular else 0)
+        return regular + ([tail] if tail is not None else [])
+
+    def offsets(self, total: int) -> list[int]:
+        """Start sample of every window (a short stream's one tiled window starts at 0)."""
+        return [start for start, _ in self.spans(total)]
+
+    def count(self, total: int) -> int:
+        """How many windows a stream of ``total`` samples gives, tail included."""
+        regular = self.regular_count(total)
+        last_end = (regular - 1) * self.hop + self.window if regular else 0
+        return regular + (self.tail_span(total, last_end) is not None)
+
+
+@dataclass(frozen=True)
+class StreamPolicy:
+    """The operating point a stream runs with; the service and ``offline`` build the same one."""
+
+    spoof_threshold: float = PAPER_SPOOF_THRESHOLD
+    threshold_source: str = "paper default"
+    hop: int = DEFAULT_HOP
+    k: int = DEFAULT_K
+    n: int = DEFAULT_N
+    m: int = DEFAULT_M
+    window: int = WINDOW_SAMPLES
+
+    def __post_init__(self) -> None:
+        check_spoof_threshold(self.spoof_threshold)
+        if not 1 <= self.k <= self.n or self.m < 1:
+            raise ConfigError(f"need 1 <= k <= n and m >= 1, got k={self.k} n={self.n} m={self.m}")
+        WindowGeometry(self.window, self.hop)  # validates
+
+    @classmethod
+    def resolve(cls, configured: float | None, calibration: Calibration | None, *,
+                configured_by: str = "settings", **rule: Any) -> StreamPolicy:
+        """A policy with its threshold resolved (:func:`resolve_spoof_threshold`); ``rule``: hop, k, n, m,
+        window."""
+        threshold, source = resolve_spoof_threshold(configured, calibration, configured_by)
+        return cls(threshold, source, **rule)
+
+    # --- the verdict -----------------------------------------------------------------------------
+
+    def is_spoof(self, p_spoof: float) -> bool:
+        """One window's verdict: spoof evidence when P(spoof) >= the spoof threshold."""
+        return p_spoof >= self.spoof_threshold
+
+    def are_spoof(self, p_spoof: npt.ArrayLike) -> np.ndarray:
+        """:meth:`is_spoof` of every element (float64), for offline evaluation and calibration."""
+        return np.asarray(p_spoof, dtype=np.float64) >= self.spoof_threshold
+
+    # --- geometry and the alert rule -------------------------------------------------------------
+
+    @property
+    def geometry(self) -> WindowGeometry:
+        return WindowGeometry(self.window, self.hop)
+
+    @property
+    def earliest_alert_s(self) -> float:
+        """The first moment a stream can raise an alert: k windows, the first full, then k-1 hops."""
+        return (self.window + (self.k - 1) * self.hop) / SAMPLE_RATE
+
+    def alert_machine(self) -> AlertStateMachine:
+        return AlertStateMachine(self.k, self.n, self.m)
+
+    def describe(self) -> str:
+        """E.g. ``alert when p_spoof >= 0.9807469351217151 (manifest: target_far=0.01)``."""
+        return f"alert when p_spoof >= {self.spoof_threshold!r} ({self.threshold_source})"
+
+    def describe_rule(self) -> str:
+        return (f"{self.k} of {self.n} windows every {self.hop / SAMPLE_RATE:g} s raise, "
+                f"{self.m} in a row below clear")
+
+
+def read_serve_config(path: str | Path) -> dict[str, Any]:
+    """The operating point in a ``streamdet serve`` TOML file: its ``[alerts]`` threshold and k/n/m and
+    its ``[window]`` hop, as keyword arguments of :class:`StreamPolicy` (``spoof_threshold`` is None
+    when the file sets none). Only these keys are read; the service validates the rest."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such settings file")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    alerts, window = data.get("alerts", {}), data.get("window", {})
+    out: dict[str, Any] = {"spoof_threshold": alerts.get("spoof_threshold")}
+    if out["spoof_threshold"] is None and alerts.get("threshold") is not None:
+        warn_deprecated(f"{path}: alerts.threshold is deprecated, use alerts.spoof_threshold (same value)")
+        out["spoof_threshold"] = alerts["threshold"]
+    for key in ("k", "n", "m"):
+        if key in alerts:
+            out[key] = int(alerts[key])
+    if "hop_samples" in window:
+        out["hop"] = int(window["hop_samples"])
+    return out

@@ -1,0 +1,160 @@
+"""StreamPolicy: the one verdict, threshold resolution, window geometry, and the deprecated names."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+from streamdet.audio import WINDOW_SAMPLES
+from streamdet.errors import ConfigError
+from streamdet.manifest import Calibration, CMManifest, EngineManifest
+from streamdet.stream.policy import (
+    DEFAULT_HOP,
+    NEVER_SPOOF_THRESHOLD,
+    PAPER_SPOOF_THRESHOLD,
+    StreamPolicy,
+    WindowGeometry,
+    manifest_calibration,
+    read_serve_config,
+    resolve_spoof_threshold,
+    spoof_probability,
+)
+from streamdet.stream.windower import Windower
+
+# --- the verdict ---------------------------------------------------------------------------------
+
+
+def test_spoof_probability_is_the_same_for_scalars_and_arrays() -> None:
+    p_bonafide = np.array([0.0, 1e-17, 0.3, 0.5, 0.7, 1.0, 0.1234567], dtype=np.float32)
+    as_array = spoof_probability(p_bonafide)
+    assert as_array.dtype == np.float64
+    assert [spoof_probability(float(p)) for p in p_bonafide] == as_array.tolist()
+    assert [spoof_probability(p) for p in p_bonafide] == as_array.tolist()  # numpy scalars too
+    assert isinstance(spoof_probability(np.float32(0.25)), float)
+
+
+def _neighbours(value: float) -> list[float]:
+    return [math.nextafter(value, -math.inf), value, math.nextafter(value, math.inf)]
+
+
+@pytest.mark.parametrize("threshold", [0.0, 1e-17, 0.3, 0.5, 1 - 0.3, 0.9807469351217151, 1.0,
+                                       NEVER_SPOOF_THRESHOLD])
+def test_verdict_at_the_boundary(threshold: float) -> None:
+    policy = StreamPolicy(threshold)
+    below, at, above = _neighbours(threshold)
+    assert policy.is_spoof(at) and policy.is_spoof(above)
+    assert not policy.is_spoof(below)
+    values = np.array([v for v in (below, at, above, 0.0, 1.0, 1e-17, 0.5) if 0.0 <= v <= 1.0])
+    assert policy.are_spoof(values).tolist() == [policy.is_spoof(float(v)) for v in values]
+
+
+def test_never_threshold_refuses_even_certain_spoof_and_zero_takes_everything() -> None:
+    assert not StreamPolicy(NEVER_SPOOF_THRESHOLD).is_spoof(1.0)
+    assert StreamPolicy(0.0).is_spoof(0.0)
+
+
+def test_the_one_place_p_bonafide_03_meets_threshold_07() -> None:
+    # Two spaces used to disagree here: P(bona fide) one ulp above 0.3 is "not below 0.3", while
+    # 1 - p lands exactly on 1 - 0.3 in float64. With one space the verdict is the policy's, always.
+    p_bonafide = math.nextafter(0.3, 1.0)
+    assert spoof_probability(p_bonafide) == spoof_probability(0.3)
+    policy = StreamPolicy(spoof_probability(0.3))
+    assert policy.is_spoof(spoof_probability(p_bonafide))
+    assert policy.are_spoof(spoof_probability(np.array([p_bonafide]))).tolist() == [True]
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan")])
+def test_thresholds_outside_probabilities_are_refused(bad: float) -> None:
+    with pytest.raises(ConfigError):
+        StreamPolicy(bad)
+
+
+@pytest.mark.parametrize("rule", [dict(k=3, n=2), dict(k=0), dict(m=0), dict(hop=0), dict(window=0)])
+def test_invalid_rules_are_refused(rule: dict) -> None:
+    with pytest.raises(ConfigError):
+        StreamPolicy(**rule)
+
+
+# --- where the threshold comes from --------------------------------------------------------------
+
+
+def test_resolution_order() -> None:
+    calibration = Calibration(spoof_threshold=0.98, criterion="target_far=0.01")
+    assert resolve_spoof_threshold(0.3, calibration) == (0.3, "settings")
+    assert resolve_spoof_threshold(0.3, calibration, "--spoof-threshold") == (0.3, "--spoof-threshold")
+    assert resolve_spoof_threshold(None, calibration) == (0.98, "manifest: target_far=0.01")
+    assert resolve_spoof_threshold(None, None) == (PAPER_SPOOF_THRESHOLD, "paper default")
+    policy = StreamPolicy.resolve(None, calibration, k=1, n=1)
+    assert (policy.spoof_threshold, policy.k, policy.n) == (0.98, 1, 1)
+    assert policy.describe() == "alert when p_spoof >= 0.98 (manifest: target_far=0.01)"
+
+
+def test_calibration_is_found_in_a_cm_and_in_an_engine_manifest() -> None:
+    calibration = Calibration(spoof_threshold=0.9, criterion="eer")
+    cm = CMManifest(name="x", architecture="mel_lcnn", calibration=calibration)
+    engine = EngineManifest(name="x", engine="onnx", cm=cm)
+    assert manifest_calibration(cm) == calibration == manifest_calibration(engine)
+    assert manifest_calibration(CMManifest(name="x", architecture="mel_lcnn")) is None
+
+
+def test_old_manifest_threshold_is_read_once_as_a_spoof_threshold() -> None:
+    with pytest.warns(DeprecationWarning, match="calibration.threshold"):
+        old = Calibration.model_validate({"threshold": 0.01925306487828493, "criterion": "target_far=0.01"})
+    assert old.spoof_threshold == spoof_probability(0.01925306487828493)
+    assert "threshold" not in old.model_dump() and old.model_dump()["spoof_threshold"] == old.spoof_threshold
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the new field reads without a warning
+        assert Calibration.model_validate_json(old.model_dump_json()) == old
+
+
+def test_serve_config_is_read_for_offline_use(tmp_path) -> None:
+    path = tmp_path / "serve.toml"
+    path.write_text("[window]\nhop_samples = 8000\n[alerts]\nspoof_threshold = 0.75\nk = 1\nn = 2\nm = 4\n"
+                    "[scoring]\nengine = 'x'\n")
+    assert read_serve_config(path) == {"spoof_threshold": 0.75, "hop": 8000, "k": 1, "n": 2, "m": 4}
+    path.write_text("[alerts]\nthreshold = 0.75\n")
+    with pytest.warns(DeprecationWarning, match="alerts.spoof_threshold"):
+        assert read_serve_config(path) == {"spoof_threshold": 0.75}
+    path.write_text("[alerts\n")
+    with pytest.raises(ConfigError):
+        read_serve_config(path)
+    with pytest.raises(ConfigError):
+        read_serve_config(tmp_path / "missing.toml")
+
+
+# --- window geometry -----------------------------------------------------------------------------
+
+
+def _windower_spans(total: int, hop: int, window: int, chunk: int) -> list[tuple[int, int]]:
+    windower = Windower(hop, window)
+    out = []
+    for start in range(0, total, chunk):
+        out += windower.push(np.zeros(min(chunk, total - start), np.float32))
+    tail = windower.finish()
+    return [(w.start, w.end) for w in out + ([tail] if tail is not None else [])]
+
+
+@pytest.mark.parametrize("window, hop", [(100, 30), (100, 100), (100, 1), (100, 250), (7, 3)])
+def test_geometry_is_what_the_windower_emits(window: int, hop: int) -> None:
+    geometry = WindowGeometry(window, hop)
+    for total in range(0, 4 * window + 2 * hop):
+        expected = _windower_spans(total, hop, window, chunk=37)
+        assert geometry.spans(total) == expected, total
+        assert geometry.count(total) == len(expected)
+        assert geometry.offsets(total) == [start for start, _ in expected]
+
+
+@pytest.mark.parametrize("seconds", [0.5, 4.0375, 4.04, 5.0375, 6.5, 10.0, 61.3])
+def test_geometry_at_the_services_numbers(seconds: float) -> None:
+    total = round(seconds * 16_000)
+    policy = StreamPolicy()
+    assert (policy.window, policy.hop) == (WINDOW_SAMPLES, DEFAULT_HOP)
+    assert policy.geometry.spans(total) == _windower_spans(total, policy.hop, policy.window, chunk=3_200)
+
+
+def test_earliest_alert() -> None:
+    assert StreamPolicy().earliest_alert_s == pytest.approx((WINDOW_SAMPLES + DEFAULT_HOP) / 16_000)
+    assert StreamPolicy(k=1, n=1).earliest_alert_s == pytest.approx(WINDOW_SAMPLES / 16_000)
