@@ -47,7 +47,7 @@ RULES: tuple[tuple[str, str, str], ...] = (
     ("offline train", HELP, "hours of training on data not present here"),
     ("offline *", HELP, "any other sub-command: its flags must exist"),
     ("python *.py", HELP, "benchmarks and scripts run for minutes or need a GPU"),
-    ("curl", SKIP, "asks a running service; tests/streamdet/service check /metrics, /healthz, /readyz"),
+    ("curl", SKIP, "asks a running service; tests/streamdet/service test its HTTP endpoints"),
     ("docker", SKIP, "needs a Docker engine and a GPU; tests/offline/export/test_docker.py checks the compose file"),
     ("tritonserver", SKIP, "needs Triton Inference Server; tests/streamdet/scoring starts one where available"),
     ("sleep", SKIP, "shell plumbing"),
