@@ -57,7 +57,7 @@ def plot_sweep(steps: Sequence[dict[str, Any]], path: str | Path, slo_p99_ms: fl
     path.parent.mkdir(parents=True, exist_ok=True)
     n = [s["streams"] for s in steps]
     fig, ax = plt.subplots(figsize=(8, 4.8), dpi=110)
-    for key, style in (("p50_ms", "-o"), ("p95_ms", "-s"), ("p99_ms", "-^"), ("max_ms", ":x")):
+    for key, style in (("p50_ms", "-o"), ("p90_ms", "-s"), ("p99_ms", "-^"), ("max_ms", ":x")):
         values = [s["latency_ms"][key] if s["latency_ms"][key] is not None else float("nan") for s in steps]
         ax.plot(n, values, style, label=key.replace("_ms", ""))
     if slo_p99_ms is not None:
