@@ -247,6 +247,9 @@ async def _publish_whip(http: str | None, plans: Sequence[StreamPlan], tracker: 
         raise BenchError("WHIP streams need the service's HTTP address (--http)")
     from streamdet.client.whip_sender import publish_array_async
 
+    if not log.isEnabledFor(logging.DEBUG):
+        logging.getLogger("aioice").setLevel(logging.WARNING)  # a line per ICE check per publisher otherwise
+
     async def one(plan: StreamPlan) -> None:
         record = tracker.records[plan.stream_id]
         await asyncio.sleep(plan.start_offset_s)
