@@ -39,7 +39,8 @@ def _step(streams: int, p99: float | None, drops: int = 0, settled: bool = True,
     return {"streams": streams, "streams_ended": streams if settled else 0, "settled": settled,
             "latency_ms": {"p50_ms": p99, "p90_ms": p99, "p95_ms": p99, "p99_ms": p99, "max_ms": p99},
             "drops": {"total": drops}, "pacing_lag_ms": {"p99_ms": lag}, "windows_per_s": 1.0,
-            "server": {"cpu_percent": 10.0}, "client_cpu_percent": 1.0}
+            "server": {"cpu_percent": 10.0}, "client_cpu_percent": 1.0,
+            "loadavg_before": [0.5, 0.4, 0.3], "loadavg_after": [0.6, 0.4, 0.3]}
 
 
 def test_slo_failures_name_every_reason():
