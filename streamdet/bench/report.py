@@ -72,7 +72,7 @@ def plot_sweep(steps: Sequence[dict[str, Any]], path: str | Path, slo_p99_ms: fl
     cpu = [s["server"]["cpu_percent"] for s in steps]
     if any(c is not None for c in cpu):
         ax2 = ax.twinx()
-        ax2.plot(n, [c if c is not None else float("nan") for c in cpu], "--", color="gray", label="server CPU")
+        ax2.plot(n, [c if c is not None else float("nan") for c in cpu], "--d", color="gray", label="server CPU")  # a marker: one step is one point
         ax2.set_ylabel("server CPU (% of one core)")
         ax2.set_ylim(bottom=0)
         ax2.legend(loc="lower right")

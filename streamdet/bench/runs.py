@@ -230,7 +230,8 @@ def service(args: argparse.Namespace) -> int:
     plot = args.plot or out.with_suffix(".png")
     plot_sweep(result["steps"], plot, slo.p99_ms,
                title=f"streamdet serve, {Path(engine).name if engine else 'remote'}, "
-                     f"hop {args.hop:g} s")
+                     f"hop {args.hop:g} s" + (f", {args.whip_streams} per step over WHIP ({args.whip_codec})"
+                                         if args.whip_streams else ""))
     best = result["max_streams_meeting_slo"]
     if args.sweep:
         print(f"largest stream count meeting the SLO (p99 <= {slo.p99_ms:.0f} ms, drops <= {slo.max_drops}): "
