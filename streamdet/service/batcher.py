@@ -145,6 +145,9 @@ class Batcher:
         if self._on_batch is not None:
             self._call(self._on_batch, len(batch), time.monotonic() - started)
         for job, prob in zip(batch, probs, strict=True):
+            if not 0.0 <= prob <= 1.0:  # NaN fails this too: never published, dropped and counted
+                self._call(self._on_drop, job, "non_finite_score" if not np.isfinite(prob) else "score_out_of_range")
+                continue
             self._call(self._on_result, job, float(prob))
 
     @staticmethod

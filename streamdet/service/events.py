@@ -103,8 +103,9 @@ Event = WindowEvent | EndEvent
 
 
 def encode_event(event: Event | Heartbeat) -> list[bytes]:
-    """The multipart message for an event."""
-    return [event.topic.encode("utf-8"), json.dumps(asdict(event)).encode("utf-8")]
+    """The multipart message for an event: strict JSON, so a NaN raises here instead of reaching
+    subscribers as a ``NaN`` literal that JSON parsers refuse (the batcher drops non-finite scores)."""
+    return [event.topic.encode("utf-8"), json.dumps(asdict(event), allow_nan=False).encode("utf-8")]
 
 
 def _from_json(cls: type, data: dict[str, Any]) -> Any:

@@ -4,8 +4,13 @@
 - ``header``: a JSON object: ``v`` (1), ``seq`` (int >= 0, strictly increasing per stream),
   ``sample_rate`` (8000..48000), ``channels`` (1 or 2), ``format`` (``s16le`` | ``f32le``), optional
   ``ts`` (sender's clock, seconds, informational) and ``end`` (true on the stream's last frame).
-  Unknown keys are ignored, so v1 senders may add fields.
+  Unknown keys are ignored, so v1 senders may add fields. Every known field is type-checked (a JSON
+  ``true`` is not an integer, ``1.0`` is not a channel count); the header is at most 4 KiB and
+  nested at most ``MAX_HEADER_DEPTH`` levels deep.
 - ``payload``: interleaved little-endian samples; may be empty (a keep-alive, or a bare end marker).
+  ``f32le`` samples must be finite (NaN or infinity rejects the frame, ``bad_samples``); finite
+  samples outside [-1, 1] are clipped to it and counted (``IngestFrame.clipped``), so one loud
+  sample costs nothing and no value can push the CM's features to infinity.
 
 See docs/protocol.md. Parsing is pure: every problem is a ``ProtocolError`` whose ``reason`` is the
 label the service counts rejections under.
@@ -29,6 +34,8 @@ MIN_SAMPLE_RATE = 8_000
 MAX_SAMPLE_RATE = 48_000
 CHANNELS = (1, 2)
 MAX_HEADER_BYTES = 4_096
+MAX_HEADER_DEPTH = 8
+"""Deepest nesting of arrays/objects in a header; v1 headers are flat (depth 1)."""
 STREAM_ID_PATTERN = re.compile(r"[A-Za-z0-9._:@/-]{1,128}")
 
 S16_SCALE = 32768.0
@@ -47,6 +54,8 @@ class IngestFrame:
     samples: np.ndarray
     end: bool = False
     ts: float | None = None
+    clipped: int = 0
+    """f32le samples outside [-1, 1] that were clipped to it."""
 
 
 def _int_field(header: dict[str, Any], name: str, reason: str) -> int:
@@ -55,6 +64,28 @@ def _int_field(header: dict[str, Any], name: str, reason: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise ProtocolError(reason, f"{name} must be an integer, got {value!r}")
     return value
+
+
+def _nesting_depth(raw: bytes) -> int:
+    """The deepest ``[``/``{`` nesting outside strings, found without parsing (``json.loads`` recurses)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
 
 
 def parse_stream_id(raw: bytes) -> str:
@@ -71,9 +102,11 @@ def parse_header(raw: bytes) -> dict[str, Any]:
     """Decode and validate the header JSON (without looking at the payload)."""
     if len(raw) > MAX_HEADER_BYTES:
         raise ProtocolError("bad_json", f"header of {len(raw)} bytes (max {MAX_HEADER_BYTES})")
+    if _nesting_depth(raw) > MAX_HEADER_DEPTH:
+        raise ProtocolError("bad_json", f"header nested deeper than {MAX_HEADER_DEPTH} levels")
     try:
         header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
         raise ProtocolError("bad_json", str(exc)) from exc
     if not isinstance(header, dict):
         raise ProtocolError("bad_json", "header is not a JSON object")
@@ -82,13 +115,14 @@ def parse_header(raw: bytes) -> dict[str, Any]:
     seq = _int_field(header, "seq", "bad_header")
     if seq < 0:
         raise ProtocolError("bad_header", f"seq must be >= 0, got {seq}")
-    if header.get("format") not in FORMATS:
+    if not isinstance(header.get("format"), str) or header["format"] not in FORMATS:
         raise ProtocolError("bad_format", f"format {header.get('format')!r}, expected one of {sorted(FORMATS)}")
     rate = _int_field(header, "sample_rate", "bad_sample_rate")
     if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
         raise ProtocolError("bad_sample_rate", f"{rate} Hz is outside {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE}")
     channels = header.get("channels")
-    if channels not in CHANNELS or isinstance(channels, bool):
+    # ``1.0 in (1, 2)`` is True in Python: the type is checked first.
+    if type(channels) is not int or channels not in CHANNELS:
         raise ProtocolError("bad_channels", f"channels={channels!r}, expected 1 or 2")
     if not isinstance(header.get("end", False), bool):
         raise ProtocolError("bad_header", "end must be a boolean")
@@ -99,19 +133,29 @@ def parse_header(raw: bytes) -> dict[str, Any]:
 
 
 def decode_payload(payload: bytes, fmt: str, channels: int) -> np.ndarray:
-    """Interleaved little-endian samples → float32 (frames, channels)."""
+    """Interleaved little-endian samples → float32 (frames, channels) in [-1, 1]."""
+    return decode_payload_clipped(payload, fmt, channels)[0]
+
+
+def decode_payload_clipped(payload: bytes, fmt: str, channels: int) -> tuple[np.ndarray, int]:
+    """``decode_payload`` and the number of f32le samples clipped into [-1, 1]."""
     dtype = FORMATS[fmt]
     frame_bytes = dtype.itemsize * channels
     if len(payload) % frame_bytes:
         raise ProtocolError("bad_payload_size", f"{len(payload)} bytes is not a multiple of {frame_bytes}")
     raw = np.frombuffer(payload, dtype=dtype)
+    clipped = 0
     if fmt == "s16le":
         samples = raw.astype(np.float32) / np.float32(S16_SCALE)
     else:
         samples = raw.astype(np.float32)  # copy: frombuffer is read-only and tied to the message
         if not np.isfinite(samples).all():
             raise ProtocolError("bad_samples", "NaN or infinite samples")
-    return samples.reshape(-1, channels)
+        outside = np.abs(samples) > 1.0
+        clipped = int(np.count_nonzero(outside))
+        if clipped:
+            np.clip(samples, -1.0, 1.0, out=samples)
+    return samples.reshape(-1, channels), clipped
 
 
 def parse_frame(parts: list[bytes], max_payload_bytes: int) -> IngestFrame:
@@ -123,15 +167,17 @@ def parse_frame(parts: list[bytes], max_payload_bytes: int) -> IngestFrame:
     if len(payload) > max_payload_bytes:
         raise ProtocolError("oversize", f"payload of {len(payload)} bytes (max {max_payload_bytes})")
     header = parse_header(raw_header)
+    samples, clipped = decode_payload_clipped(payload, header["format"], header["channels"])
     return IngestFrame(
         stream_id=stream_id,
         seq=header["seq"],
         sample_rate=header["sample_rate"],
         channels=header["channels"],
         format=header["format"],
-        samples=decode_payload(payload, header["format"], header["channels"]),
+        samples=samples,
         end=header.get("end", False),
         ts=header.get("ts"),
+        clipped=clipped,
     )
 
 

@@ -25,6 +25,9 @@ class ServiceMetrics:
         self.frames = Counter("streamdet_ingest_frames", "Frames accepted", ["adapter"], registry=r)
         self.rejects = Counter("streamdet_ingest_rejects", "Frames (or streams) rejected, by reason",
                                ["reason"], registry=r)
+        self.clipped_samples = Counter("streamdet_ingest_clipped_samples",
+                                       "f32le samples outside [-1, 1] clipped to it, by adapter", ["adapter"],
+                                       registry=r)
         self.windows_scored = Counter("streamdet_windows_scored", "Windows scored and published", registry=r)
         self.windows_dropped = Counter("streamdet_windows_dropped", "Windows dropped before scoring, by reason",
                                        ["reason"], registry=r)

@@ -116,6 +116,8 @@ class ZmqIngest:
         try:
             frame = parse_frame(parts, self.max_frame_bytes)
             stream_id = frame.stream_id
+            if frame.clipped:
+                self._ctx.metrics.clipped_samples.labels(self.name).inc(frame.clipped)
             self._ctx.registry.push(frame.stream_id, frame.samples, frame.sample_rate, frame.channels,
                                     seq=frame.seq, end=frame.end, arrival=arrival, ingest=self.name)
         except ProtocolError as exc:
