@@ -153,8 +153,13 @@ class WhipSettings(_Section):
     """Most WebRTC peer connections at once; more are refused with 503."""
     silence_timeout_s: float = Field(5.0, gt=0)
     """A peer whose audio track delivers no frame for this long is closed and its stream ended."""
-    connect_timeout_s: float = Field(15.0, gt=0)
-    """A peer that has not connected (ICE + DTLS) this long after its offer is closed."""
+    connect_timeout_s: float = Field(5.0, gt=0)
+    """A peer that has not delivered its first audio frame (ICE + DTLS) this long after its offer is
+    closed (a real peer on a working path connects within a second or two); abandoned offers hold a
+    peer slot only this long."""
+    max_pending_per_address: int = Field(8, ge=1)
+    """Most offers from one client address that are answered but not yet connected (no audio yet);
+    more are refused with 503, so one address cannot fill ``max_peers`` with abandoned offers."""
     ice_addresses: list[str] = []
     """Host addresses offered as ICE candidates, e.g. ``["127.0.0.1"]``; empty = every interface's
     (aioice's default, which leaves out loopback). Applies process-wide (aioice has no per-connection

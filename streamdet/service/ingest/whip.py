@@ -55,6 +55,17 @@ OPTIONS_HEADERS = {
 }
 
 
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The whole request body, however it arrives (several TCP segments, chunked), at most ``limit``
+    bytes: one ``read(n)`` returns only what has arrived so far."""
+    body = bytearray()
+    while chunk := await request.content.read(limit + 1 - len(body)):
+        body += chunk
+        if len(body) > limit:
+            raise WhipError(413, "oversize", f"an offer is at most {limit} bytes")
+    return bytes(body)
+
+
 class WhipIngest:
     """The WHIP endpoint: add its routes with ``add_routes`` before the app starts."""
 
@@ -115,7 +126,7 @@ class WhipIngest:
         stream_id = request.match_info["stream_id"]
         try:
             offer = await self._read_offer(request, stream_id)
-            session, answer = await self._negotiate(stream_id, offer)
+            session, answer = await self._negotiate(stream_id, offer, request.remote or "")
         except WhipError as exc:
             return self._refuse(stream_id, exc)
         return web.Response(status=201, text=answer, content_type=SDP_TYPE,
@@ -155,21 +166,22 @@ class WhipIngest:
             raise WhipError(400, "bad_stream_id", "a stream id is 1-128 characters of [A-Za-z0-9._:@-]")
         if (request.content_length or 0) > MAX_SDP_BYTES:
             raise WhipError(413, "oversize", f"an offer is at most {MAX_SDP_BYTES} bytes")
-        body = await request.content.read(MAX_SDP_BYTES + 1)
-        if len(body) > MAX_SDP_BYTES:
-            raise WhipError(413, "oversize", f"an offer is at most {MAX_SDP_BYTES} bytes")
+        body = await read_body(request, MAX_SDP_BYTES)
         try:
             return body.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise WhipError(400, "bad_sdp", "the offer is not UTF-8 text") from exc
 
-    async def _negotiate(self, stream_id: str, offer: str) -> tuple[WhipSession, str]:
+    async def _negotiate(self, stream_id: str, offer: str, remote: str = "") -> tuple[WhipSession, str]:
         """Check the offer, open the peer connection, answer; the stream id is reserved throughout."""
         assert self._ctx is not None
         if stream_id in self._by_stream or self._ctx.registry.get(stream_id) is not None:
             raise WhipError(409, "duplicate_stream", f"stream {stream_id} is already being published")
         if len(self.sessions) >= self.settings.max_peers:
             raise WhipError(503, "max_peers", f"{self.settings.max_peers} WHIP peers already connected")
+        pending = sum(1 for s in self.sessions.values() if s.remote == remote and s.pending)
+        if pending >= self.settings.max_pending_per_address:
+            raise WhipError(503, "max_pending", f"{pending} offers from this address are not connected yet")
         registry = self._ctx.registry
         if registry.active >= registry.max_streams:
             raise WhipError(503, "max_streams", f"{registry.max_streams} streams already active")
@@ -178,7 +190,7 @@ class WhipIngest:
         session = WhipSession(
             stream_id, secrets.token_urlsafe(16), RTCPeerConnection(rtc_configuration()), self._ctx,
             silence_timeout_s=self.settings.silence_timeout_s,
-            connect_timeout_s=self.settings.connect_timeout_s, on_closed=self._forget)
+            connect_timeout_s=self.settings.connect_timeout_s, on_closed=self._forget, remote=remote)
         # Reserved before the first await, so a concurrent POST for the same id gets its 409.
         self.sessions[session.session_id] = session
         self._by_stream[stream_id] = session

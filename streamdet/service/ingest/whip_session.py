@@ -59,8 +59,10 @@ class WhipSession:
 
     def __init__(self, stream_id: str, session_id: str, pc: RTCPeerConnection, ctx: IngestContext, *,
                  silence_timeout_s: float, connect_timeout_s: float,
-                 on_closed: Callable[[WhipSession], None]) -> None:
+                 on_closed: Callable[[WhipSession], None], remote: str = "") -> None:
         self.stream_id = stream_id
+        self.remote = remote
+        """The publisher's address as the HTTP server saw it (limits pending offers per address)."""
         self.session_id = session_id
         self.pc = pc
         self.reason: str | None = None
@@ -77,6 +79,11 @@ class WhipSession:
         self._next_sample: int | None = None
         self._accepted = ctx.metrics.frames.labels(ADAPTER)
         pc.on("connectionstatechange", self._on_state)
+
+    @property
+    def pending(self) -> bool:
+        """Answered, but no audio yet (still connecting, or abandoned) and not closing."""
+        return self.frames == 0 and self._closing is None
 
     @property
     def resource(self) -> str:

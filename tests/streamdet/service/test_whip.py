@@ -428,3 +428,69 @@ async def test_lost_packets_become_silence_so_media_time_holds() -> None:
                                (960, 1000 / 32768)]
     assert metrics.whip_concealed._value.get() == pytest.approx(0.02)
     await pc.close()
+
+
+async def _raw_post(service, path: str, head: str, parts: list[bytes]) -> tuple[int, str]:
+    """POST over a bare socket, its body written in ``parts`` with a pause between them, so each
+    arrives in its own TCP segment (a proxy or a WAN path splits offers like this)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", service.http_port)
+    writer.write(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/sdp\r\n"
+                 f"Connection: close\r\n{head}\r\n".encode())
+    for part in parts:
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        writer.write(part)
+    await writer.drain()
+    response = await reader.read()
+    writer.close()
+    status_line, _, rest = response.decode("utf-8", "replace").partition("\r\n")
+    return int(status_line.split()[1]), rest
+
+
+def _thirds(data: bytes) -> list[bytes]:
+    third = len(data) // 3
+    return [data[:third], data[third:2 * third], data[2 * third:]]
+
+
+async def test_an_offer_split_into_3_tcp_segments_is_answered_201(start_service, kit) -> None:
+    """One ``read(n)`` returned only the first segment, and the offer was refused as bad SDP."""
+    service = await start(start_service)
+    offer = (await make_offer()).encode()
+    status, text = await _raw_post(service, "/whip/split", f"Content-Length: {len(offer)}\r\n", _thirds(offer))
+    assert status == 201, text
+    assert "a=fingerprint" in text
+
+
+async def test_a_chunked_offer_in_3_chunks_is_answered_201(start_service, kit) -> None:
+    service = await start(start_service)
+    offer = (await make_offer()).encode()
+    chunks = [b"%x\r\n%s\r\n" % (len(part), part) for part in _thirds(offer)] + [b"0\r\n\r\n"]
+    status, text = await _raw_post(service, "/whip/chunked", "Transfer-Encoding: chunked\r\n", chunks)
+    assert status == 201, text
+
+
+async def test_a_chunked_offer_over_the_limit_is_413(start_service, kit) -> None:
+    service = await start(start_service)
+    big = b"v=0\r\n" + b"a=x\r\n" * 14_000  # 84 KB, no Content-Length to refuse it early
+    chunks = [b"%x\r\n%s\r\n" % (len(part), part) for part in _thirds(big)] + [b"0\r\n\r\n"]
+    status, text = await _raw_post(service, "/whip/big", "Transfer-Encoding: chunked\r\n", chunks)
+    assert status == 413, text
+    assert await rejects(service, kit, "oversize") == 1
+
+
+async def test_65_abandoned_offers_from_one_address_do_not_block_another(start_service, kit) -> None:
+    """65 abandoned offers from one address: the 9th pending from that address is refused with 503,
+    while another address's offer succeeds (before, 64 of them filled every peer slot for 15 s)."""
+    service = await start(start_service, whip={"connect_timeout_s": 120.0})
+    offer = await make_offer()
+    statuses = []
+    for i in range(65):
+        status, _, text = await request(service, "POST", f"/whip/abandoned-{i}", offer)
+        statuses.append(status)
+    assert statuses[:8] == [201] * 8
+    assert statuses[8:] == [503] * 57
+    assert await rejects(service, kit, "max_pending") == 57
+    connector = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+    async with aiohttp.ClientSession(connector=connector) as http, http.post(
+            base_url(service) + "/whip/elsewhere", data=offer, headers={"Content-Type": "application/sdp"}) as response:
+        assert response.status == 201, await response.text()
