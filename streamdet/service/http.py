@@ -11,6 +11,7 @@ features add their routes to it before the service starts (aiohttp freezes the r
 
 from __future__ import annotations
 
+import hmac
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -19,6 +20,23 @@ if TYPE_CHECKING:
     from streamdet.service.server import Service
 
 SERVICE_KEY: web.AppKey[Service] = web.AppKey("streamdet_service")
+
+
+def authorized(request: web.Request) -> bool:
+    """Whether the request carries ``http.token`` (always, when none is set): as a bearer header,
+    or as ``?token=`` for ``EventSource``, which cannot set headers."""
+    token = request.app[SERVICE_KEY].settings.http.token
+    if token is None:
+        return True
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    given = credentials.strip() if scheme.lower() == "bearer" else request.query.get("token", "")
+    return hmac.compare_digest(given.encode(), token.get_secret_value().encode())
+
+
+def require_token(request: web.Request) -> None:
+    if not authorized(request):
+        raise web.HTTPUnauthorized(text="a valid token is required (Authorization: Bearer ..., or ?token=...)",
+                                   headers={"WWW-Authenticate": 'Bearer realm="streamdet"'})
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -44,6 +62,7 @@ async def info(request: web.Request) -> web.Response:
 
 async def streams(request: web.Request) -> web.Response:
     """The live streams, oldest first: format, media seconds, windows, alert state, last window."""
+    require_token(request)
     registry = request.app[SERVICE_KEY].registry
     return web.json_response({"v": 1, "streams": registry.snapshot() if registry is not None else []},
                              headers={"Cache-Control": "no-cache"})

@@ -40,6 +40,9 @@ class ServiceMetrics:
                                  "Arrival of a window's last sample to publication of its score",
                                  buckets=LATENCY_BUCKETS, registry=r)
         self.alerts = Counter("streamdet_alerts", "Alert transitions, by event", ["event"], registry=r)
+        self.sse_clients = Gauge("streamdet_sse_clients", "Clients of the /events stream", registry=r)
+        self.sse_refused = Counter("streamdet_sse_refused", "/events clients refused, by reason", ["reason"],
+                                   registry=r)
         self.ready = Gauge("streamdet_ready", "1 once the scorer is warm and sockets are bound", registry=r)
         # WebRTC ingest (WHIP); its accepted audio frames count in streamdet_ingest_frames{adapter="whip"}.
         self.whip_rejects = Counter("streamdet_whip_rejects", "WHIP requests refused, by reason", ["reason"],

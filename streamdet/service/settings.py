@@ -141,6 +141,12 @@ class HttpSettings(_Section):
     port: int = Field(8080, ge=0, le=65535)
     page: bool = True
     """The monitoring page at ``/`` and its server-sent event stream ``/events``."""
+    token: SecretStr | None = None
+    """Bearer token that ``/events`` and ``/streams`` require (``Authorization: Bearer ...`` or
+    ``?token=...``; the page takes it from its URL, ``/#token=...``, or asks). None = open to anyone
+    who can reach the port (loopback by default). See docs/security.md."""
+    max_sse_clients: int = Field(100, ge=1)
+    """Most ``/events`` clients at once; more are refused with 503 (``streamdet_sse_refused_total``)."""
 
 
 class WhipSettings(_Section):

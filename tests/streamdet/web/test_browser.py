@@ -161,3 +161,26 @@ async def test_a_page_opened_during_a_call_shows_its_state(start_service, plain_
     assert badge == "alert raised" and ingest == "zmq"
     assert last.startswith("window 1 · 5.0 s · p_spoof 0.900")
     assert ingests.startswith(f"zmq {service.ingest_endpoint} · whip /whip/<stream_id>")
+
+
+async def test_the_page_passes_the_http_token_from_its_url_fragment(start_service, plain_browser, kit, push) -> None:
+    """With ``http.token`` set, the page opened as ``/#token=...`` follows /events and loads /streams
+    with it, and takes it out of the address bar."""
+    from selenium.webdriver.common.by import By
+
+    service = await start_service(kit.FakeScorer(p_bonafide=0.1), http={"token": "s3cret"},
+                                  limits={"idle_timeout_s": 600})
+    alerts = service.listen("alert.")
+    await kit.send_all(push(service.ingest_endpoint), kit.frames_of("call-8", kit.tone(6.0), end=False))
+    assert (await alerts.get(30)).event == "raised"
+
+    def shown() -> tuple[str, bool, str]:
+        return (plain_browser.find_element(By.ID, "connection").text,
+                bool(plain_browser.find_elements(By.CSS_SELECTOR, 'section.stream[data-stream-id="call-8"]')),
+                plain_browser.current_url)
+
+    await asyncio.to_thread(plain_browser.get, f"http://127.0.0.1:{service.http_port}/#token=s3cret")
+    async with asyncio.timeout(30):
+        while (state := await asyncio.to_thread(shown))[:2] != ("live", True):
+            await asyncio.sleep(0.2)
+    assert "s3cret" not in state[2]

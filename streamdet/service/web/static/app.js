@@ -15,16 +15,39 @@ const state = {
   spoofThreshold: 0.5,         // drawn as a line; from the service's hello
   streams: new Map(),          // stream id -> {el, points: [{t, p, spoof}], ended, alertSeen}
   mic: null,                   // {pc, media, location, token, id} while publishing
+  token: readToken(),          // the service's http.token, when it has one
 };
+
+// The access token (http.token) comes in the page's URL fragment, /#token=..., which the browser
+// never sends to any server; it is kept for this tab only and removed from the address bar.
+function readToken() {
+  const match = /(?:^#|&)token=([^&]*)/.exec(location.hash);
+  if (match) {
+    sessionStorage.setItem("streamdet-token", decodeURIComponent(match[1]));
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  return sessionStorage.getItem("streamdet-token") || "";
+}
 
 const $ = (id) => document.getElementById(id);
 
 // --- events -------------------------------------------------------------------------------------
 
 function connectEvents() {
-  const source = new EventSource("events");
+  // EventSource cannot send headers: the token goes in the query (docs/security.md).
+  const source = new EventSource(state.token ? "events?token=" + encodeURIComponent(state.token) : "events");
   source.onopen = () => setConnection("open", "live");
-  source.onerror = () => setConnection("closed", "reconnecting…"); // EventSource retries by itself
+  source.onerror = () => {
+    setConnection("closed", "reconnecting…");
+    if (source.readyState !== EventSource.CLOSED) return;  // a dropped stream: EventSource retries
+    // Refused (401, 503): EventSource gives up. Ask for the token if that was the reason, retry.
+    fetch("streams", { cache: "no-store", headers: authHeaders(state.token) }).then((response) => {
+      if (response.status === 401) {
+        const token = window.prompt("This service needs its access token (http.token):");
+        if (token) { state.token = token.trim(); sessionStorage.setItem("streamdet-token", state.token); }
+      }
+    }).catch(() => {}).finally(() => setTimeout(connectEvents, 3000));
+  };
   source.onmessage = (message) => {
     let event;
     try { event = JSON.parse(message.data); } catch (err) { return; }
@@ -69,7 +92,7 @@ function handleEvent(e) {
 // --- the state before this page was opened -----------------------------------------------------
 
 async function fetchJson(path) {
-  const response = await fetch(path, { cache: "no-store" });
+  const response = await fetch(path, { cache: "no-store", headers: authHeaders(state.token) });
   if (!response.ok) throw new Error(`${path}: ${response.status}`);
   return response.json();
 }
