@@ -2,7 +2,9 @@
 
 A CM directory holds ``model.safetensors`` (the backend's state dict: the front-end is either
 parameter-free (mel) or a frozen public model named in the manifest (XLS-R)) and ``manifest.json``.
-Loading needs no pickle.
+Loading needs no pickle. The manifest's ``weights_sha256`` is checked against the weights; a manifest
+without one is refused unless the caller trusts unhashed CMs (``streamdet serve --trust-unhashed``,
+setting ``scoring.trust_unhashed``), since nothing else would notice weights swapped on disk.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import hashlib
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 from torch import nn
 
@@ -78,16 +81,47 @@ def read_cm_manifest(directory: str | Path) -> CMManifest:
     return read_manifest(directory / MANIFEST_NAME, CMManifest)  # type: ignore[return-value]
 
 
+MAX_SAFETENSORS_HEADER = 16 << 20
+"""A CM's safetensors header (JSON: tensor names, shapes, offsets) is a few KiB; larger is refused
+before it is read."""
+
+
+def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors; a truncated, damaged or absurd file is a one-line ManifestError."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            prefix = handle.read(8)
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot read weights ({exc})") from exc
+    if len(prefix) < 8:
+        raise ManifestError(f"{path}: not a safetensors file ({len(prefix)} bytes)")
+    header = int.from_bytes(prefix, "little")
+    if header > MAX_SAFETENSORS_HEADER or header + 8 > path.stat().st_size:
+        raise ManifestError(f"{path}: not a safetensors file (header of {header} bytes in a file of "
+                            f"{path.stat().st_size}; truncated or damaged)")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise ManifestError(f"{path}: damaged safetensors file ({exc})".splitlines()[0]) from exc
+
+
 def load_cm(
-    directory: str | Path, w2v2_source: str | None = None, device: str | torch.device = "cpu"
+    directory: str | Path, w2v2_source: str | None = None, device: str | torch.device = "cpu",
+    *, trust_unhashed: bool = False,
 ) -> Countermeasure:
-    """Load a CM directory written by ``save_cm`` (strict weights, hash checked), in eval mode."""
+    """Load a CM directory written by ``save_cm`` (strict weights, hash checked), in eval mode.
+    ``trust_unhashed``: load a manifest without ``weights_sha256`` (refused otherwise)."""
     directory = Path(directory)
     manifest = read_cm_manifest(directory)
     weights = directory / WEIGHTS_NAME
     if not weights.is_file():
         raise ManifestError(f"{directory}: no {WEIGHTS_NAME}")
-    state = load_file(str(weights))
+    if not manifest.weights_sha256 and not trust_unhashed:
+        raise ManifestError(f"{directory / MANIFEST_NAME}: no weights_sha256, so altered weights would go "
+                            "unnoticed; re-save the CM, or load it anyway with --trust-unhashed "
+                            "(setting scoring.trust_unhashed)")
+    state = load_weights(weights)
     if manifest.weights_sha256 and state_dict_sha256(state) != manifest.weights_sha256:
         raise ManifestError(f"{weights}: weights do not match the manifest's hash")
     backend = build_backend(manifest.architecture)

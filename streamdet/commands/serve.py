@@ -64,6 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-http", action="store_true", help="do not serve /healthz, /readyz, /metrics")
     parser.add_argument("--no-whip", action="store_true", help="no WebRTC ingest (POST /whip/<stream_id>)")
     parser.add_argument("--no-page", action="store_true", help="no monitoring page (/ and /events)")
+    parser.add_argument("--trust-unhashed", action="store_true",
+                        help="load a CM whose manifest has no weights_sha256 (refused by default)")
     parser.add_argument("--log-format", choices=["text", "json"], help="log lines as text or JSON")
     parser.set_defaults(func=run)
 
@@ -86,6 +88,8 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
         overrides.setdefault("whip", {})["enabled"] = False
     if args.no_page:
         overrides.setdefault("http", {})["page"] = False
+    if getattr(args, "trust_unhashed", False):
+        overrides.setdefault("scoring", {})["trust_unhashed"] = True
     if args.log_format:
         overrides["log_format"] = args.log_format
     return overrides
@@ -105,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         scorer = open_scorer(engine, device=scoring.device, w2v2_source=scoring.w2v2_source,
                              max_batch=scoring.max_batch or default_max_batch(scoring.device),
-                             threads=scoring.threads or None, workers=scoring.workers)
+                             threads=scoring.threads or None, workers=scoring.workers,
+                             trust_unhashed=scoring.trust_unhashed)
     except PretrainedModelError as exc:  # name the service's ways to set the source, not only the flag
         raise PretrainedModelError(exc.source, exc.reason, W2V2_SOURCE_REMEDY) from exc
     asyncio.run(_serve(settings, scorer))

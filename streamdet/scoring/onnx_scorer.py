@@ -44,6 +44,11 @@ def check_session_io(session: object, manifest: EngineManifest, where: str) -> N
         raise ManifestError(
             f"{where}: input {manifest.input_name} has shape {shape}, the manifest says (batch, {manifest.window_samples})"
         )
+    if isinstance(shape[0], int):
+        # The batcher sends 1 to max_batch windows per call: a graph exported with a fixed batch
+        # would fail at the first batch of another size, mid-service.
+        raise ManifestError(f"{where}: input {manifest.input_name} has a fixed batch of {shape[0]}; "
+                            "export it with a dynamic batch axis (offline export)")
     missing = [name for name in manifest.output_names if name not in outputs]
     if missing:
         raise ManifestError(f"{where}: outputs {missing} missing (graph has {sorted(outputs)})")
@@ -72,7 +77,11 @@ class OnnxScorer(Scorer):
         if threads:
             options.intra_op_num_threads = threads
         self.providers = choose_providers(device, ort.get_available_providers())
-        self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=self.providers)
+        try:
+            self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=self.providers)
+        except Exception as exc:  # onnxruntime's InvalidProtobuf, InvalidGraph, Fail... share no base
+            detail = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+            raise ManifestError(f"{self.path}: not a usable ONNX graph ({detail})") from exc
         check_session_io(self.session, manifest, str(self.path))
         self.manifest = manifest
         self.contract = manifest

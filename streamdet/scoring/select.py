@@ -41,7 +41,7 @@ def _manifest_kind(directory: Path) -> tuple[str, dict[str, object]]:
 
 
 def _open(engine: str | Path, device: str, w2v2_source: str | None, max_batch: int,
-          threads: int | None = None, workers: int = 1) -> Scorer:
+          threads: int | None = None, workers: int = 1, trust_unhashed: bool = False) -> Scorer:
     text = str(engine)
     if text.startswith(TRITON_SCHEME):
         from streamdet.scoring.triton_scorer import TritonScorer
@@ -57,14 +57,14 @@ def _open(engine: str | Path, device: str, w2v2_source: str | None, max_batch: i
 
         return TensorRTScorer(path, device="cuda" if device == "auto" else device, max_batch=max_batch)
     if path.name == MANIFEST_NAME and path.is_file():
-        return _open(path.parent, device, w2v2_source, max_batch, threads, workers)
+        return _open(path.parent, device, w2v2_source, max_batch, threads, workers, trust_unhashed)
     if path.is_dir() and (path / MANIFEST_NAME).is_file():
         kind, data = _manifest_kind(path)
         if kind == "streamdet-cm":
             from streamdet.scoring.torch_scorer import TorchScorer
 
             return TorchScorer(path, device=device, w2v2_source=w2v2_source, max_batch=max_batch,
-                               threads=threads, workers=workers)
+                               threads=threads, workers=workers, trust_unhashed=trust_unhashed)
         if kind == "streamdet-engine" and data.get("engine") in ENGINE_FILES:
             file = str(data.get("file") or ENGINE_FILES[str(data["engine"])])
             return _open(path / file, device, w2v2_source, max_batch, threads, workers)
@@ -89,10 +89,12 @@ def open_scorer(
     window_samples: int | None = None,
     threads: int | None = None,
     workers: int = 1,
+    trust_unhashed: bool = False,
 ) -> Scorer:
     """A scorer for ``engine`` (see the table above); checks the input contract when given one.
-    ``threads``: intra-op threads (torch, ONNX Runtime); ``workers``: see ``TorchScorer``."""
-    scorer = _open(engine, device, w2v2_source, max_batch, threads, workers)
+    ``threads``: intra-op threads (torch, ONNX Runtime); ``workers``: see ``TorchScorer``;
+    ``trust_unhashed``: load a CM whose manifest has no ``weights_sha256`` (see ``streamdet.cm``)."""
+    scorer = _open(engine, device, w2v2_source, max_batch, threads, workers, trust_unhashed)
     if sample_rate is not None or window_samples is not None:
         try:
             scorer.contract.check_compatible(

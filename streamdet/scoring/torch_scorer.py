@@ -57,9 +57,10 @@ class TorchScorer(Scorer):
         channels_last: bool | None = None,
         fp16: bool | None = None,
         cuda_graphs: bool = False,
+        trust_unhashed: bool = False,
     ) -> None:
         device = resolve_device(device)
-        cm = load_cm(cm_dir, w2v2_source=w2v2_source, device=device)
+        cm = load_cm(cm_dir, w2v2_source=w2v2_source, device=device, trust_unhashed=trust_unhashed)
         self._setup(cm, max_batch, threads, workers, channels_last, fp16, cuda_graphs)
 
     @classmethod

@@ -92,6 +92,9 @@ class ScoringSettings(_Section):
     """How long the batcher waits, after the oldest pending window arrived, for a fuller batch."""
     max_pending_per_stream: int = Field(8, ge=1)
     """Windows of one stream waiting to be scored; beyond it the oldest is dropped (and counted)."""
+    trust_unhashed: bool = False
+    """Load a CM whose manifest has no ``weights_sha256`` (refused by default: altered weights would
+    load without a word). ``streamdet serve --trust-unhashed``."""
 
 
 class AlertSettings(_Section):
