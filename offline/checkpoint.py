@@ -6,6 +6,12 @@ them because they reference the authors' ``model`` module. This importer reads t
 restricted unpickler that resolves only tensor-rebuild functions, storages and a few containers;
 every module class (the authors' or torch's) becomes an inert placeholder whose state is plain data.
 Nothing named by the file is ever called, except the allow-listed torch rebuild functions.
+
+A hostile file cannot make the import allocate more than the file holds: every storage's declared
+size must equal its archive entry's size, entries must be stored uncompressed (as ``torch.save``
+writes them; a compressed entry could unpack to far more than the file's size), each storage is read
+once however many tensors share it, and a tensor's view must fit inside its storage. Module trees are
+walked to ``MAX_MODULE_DEPTH`` at most. Every failure is a one-line ``CheckpointError``.
 """
 
 from __future__ import annotations
@@ -26,13 +32,60 @@ from streamdet.errors import CheckpointError
 from streamdet.manifest import CMManifest
 from streamdet.models.w2v2 import XLSR_300M
 
+MAX_MODULE_DEPTH = 64
+"""Deepest module nesting walked; real CMs are under 10 levels deep."""
+MAX_TENSOR_DIMS = 32
+MAX_PICKLE_BYTES = 64 << 20
+"""Largest ``data.pkl`` read (the released ones are tens of KiB: the tensors live in other entries)."""
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:300] if text else ''}".rstrip(": ")
+
+
+def _checked_rebuild_tensor(storage: Any, storage_offset: Any, size: Any, stride: Any, *rest: Any) -> torch.Tensor:
+    """``torch._utils._rebuild_tensor_v2`` once the view is known to lie inside its storage (``set_``
+    would otherwise grow a storage to whatever size the file claims)."""
+    if not isinstance(storage, torch.storage.TypedStorage):
+        raise CheckpointError(f"a tensor is built on {type(storage).__name__}, not a storage")
+    dims = (size, stride)
+    if not all(isinstance(d, tuple | list) and len(d) <= MAX_TENSOR_DIMS for d in dims) or len(size) != len(stride):
+        raise CheckpointError("a tensor has a malformed shape or stride")
+    numbers = [storage_offset, *size, *stride]
+    if not all(type(n) is int and n >= 0 for n in numbers):
+        raise CheckpointError("a tensor has a negative or non-integer offset, shape or stride")
+    if all(size):
+        last = storage_offset + sum((n - 1) * step for n, step in zip(size, stride, strict=True))
+        if last >= storage._size():
+            raise CheckpointError(f"a tensor reaches element {last} of a storage of {storage._size()}")
+    return _sealed(torch._utils._rebuild_tensor_v2(storage, storage_offset, tuple(size), tuple(stride), *rest))
+
+
+def _checked_rebuild_parameter(data: Any, *rest: Any) -> torch.Tensor:
+    if not isinstance(data, torch.Tensor):
+        raise CheckpointError(f"a parameter is built on {type(data).__name__}, not a tensor")
+    return _sealed(torch._utils._rebuild_parameter(data, *rest))
+
+
+def _refuse_state(state: Any) -> None:
+    raise CheckpointError("the checkpoint sets a tensor's state (torch.save never does)")
+
+
+def _sealed(tensor: torch.Tensor) -> torch.Tensor:
+    """Shadow ``Tensor.__setstate__`` on this instance: its legacy form calls ``set_`` with sizes from
+    the file, which would grow an empty storage to any size (pickle's BUILD finds instance first)."""
+    tensor.__setstate__ = _refuse_state  # type: ignore[method-assign]
+    return tensor
+
+
 # Globals a whole-module torch pickle may name that are data, not behaviour.
 _ALLOWED_CALLABLES: dict[tuple[str, str], Any] = {
     ("collections", "OrderedDict"): collections.OrderedDict,
     ("builtins", "set"): set,
     ("__builtin__", "set"): set,
-    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
-    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
+    ("torch._utils", "_rebuild_tensor_v2"): _checked_rebuild_tensor,
+    ("torch._utils", "_rebuild_parameter"): _checked_rebuild_parameter,
     # DataParallel wrappers pickle the device they ran on; building a torch.device runs no code.
     ("torch", "device"): torch.device,
 }
@@ -71,6 +124,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         self._archive = archive
         self._prefix = prefix
         self.module_classes: list[str] = []
+        self._storages: dict[str, torch.storage.TypedStorage] = {}
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _ALLOWED_CALLABLES:
@@ -92,26 +146,58 @@ class _RestrictedUnpickler(pickle.Unpickler):
         _, dtype, key, _location, numel = pid
         if not isinstance(dtype, torch.dtype):
             raise CheckpointError(f"unexpected storage type in checkpoint: {dtype!r}")
-        raw = self._archive.read(f"{self._prefix}/data/{key}")
+        if not isinstance(key, str) or type(numel) is not int or numel < 0:
+            raise CheckpointError(f"malformed storage reference in checkpoint: {key!r:.40}, {numel!r:.40}")
+        shared = self._storages.get(key)
+        if shared is not None:  # one storage behind many tensors: read once, shared as torch does
+            if shared.dtype != dtype or shared._size() != numel:
+                raise CheckpointError(f"storage {key} is referenced with two different types or sizes")
+            return shared
+        try:
+            entry = self._archive.getinfo(f"{self._prefix}/data/{key}")
+        except KeyError:
+            raise CheckpointError(f"storage {key} is not in the archive") from None
         itemsize = torch.empty((), dtype=dtype).element_size()
-        if len(raw) != numel * itemsize:
-            raise CheckpointError(f"storage {key} has {len(raw)} bytes, expected {numel * itemsize}")
+        # Checked before anything is read or allocated: the claim, the entry, and the bytes on disk.
+        if entry.file_size != numel * itemsize:
+            raise CheckpointError(f"storage {key} has {entry.file_size} bytes, its reference claims {numel * itemsize}")
+        if entry.compress_type != zipfile.ZIP_STORED:
+            raise CheckpointError(f"storage {key} is compressed (torch stores storages uncompressed)")
+        raw = self._archive.read(entry)
         buffer = torch.frombuffer(bytearray(raw), dtype=torch.uint8) if raw else torch.empty(0, dtype=torch.uint8)
-        return torch.storage.TypedStorage(wrap_storage=buffer.untyped_storage(), dtype=dtype, _internal=True)
+        storage = torch.storage.TypedStorage(wrap_storage=buffer.untyped_storage(), dtype=dtype, _internal=True)
+        self._storages[key] = storage
+        return storage
 
 
-def _collect_state(obj: Any, prefix: str, out: dict[str, torch.Tensor]) -> None:
+def _entries(obj: _ModulePlaceholder, attribute: str, kind: type | tuple[type, ...]) -> list[tuple[str, Any]]:
+    """``obj.<attribute>`` as (name, value) pairs, each value a ``kind`` or None; else a CheckpointError."""
+    mapping = obj.__dict__.get(attribute, {})
+    if not isinstance(mapping, dict):
+        raise CheckpointError(f"{obj.qualified_name}.{attribute} is a {type(mapping).__name__}, not a dict")
+    for name, value in mapping.items():
+        if not isinstance(name, str) or not (value is None or isinstance(value, kind)):
+            raise CheckpointError(f"{obj.qualified_name}.{attribute} holds {type(value).__name__} "
+                                  f"under {name!r:.40}")
+    return list(mapping.items())
+
+
+def _collect_state(obj: _ModulePlaceholder, prefix: str, out: dict[str, torch.Tensor], depth: int = 0) -> None:
     """Walk placeholder modules like ``nn.Module.state_dict`` does."""
-    for name, value in obj.__dict__.get("_parameters", {}).items():
+    if depth > MAX_MODULE_DEPTH:
+        raise CheckpointError(f"modules nested deeper than {MAX_MODULE_DEPTH} levels (or in a cycle)")
+    for name, value in _entries(obj, "_parameters", torch.Tensor):
         if value is not None:
             out[prefix + name] = value.detach()
     non_persistent = obj.__dict__.get("_non_persistent_buffers_set", set())
-    for name, value in obj.__dict__.get("_buffers", {}).items():
+    if not isinstance(non_persistent, set):
+        raise CheckpointError(f"{obj.qualified_name}._non_persistent_buffers_set is not a set")
+    for name, value in _entries(obj, "_buffers", torch.Tensor):
         if value is not None and name not in non_persistent:
             out[prefix + name] = value
-    for name, child in obj.__dict__.get("_modules", {}).items():
+    for name, child in _entries(obj, "_modules", _ModulePlaceholder):
         if child is not None:
-            _collect_state(child, f"{prefix}{name}.", out)
+            _collect_state(child, f"{prefix}{name}.", out, depth + 1)
 
 
 def read_released_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
@@ -123,21 +209,29 @@ def read_released_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor],
     path = Path(path)
     try:
         archive = zipfile.ZipFile(path)
-    except (OSError, zipfile.BadZipFile) as exc:
-        raise CheckpointError(f"{path}: not a torch zip checkpoint ({exc})") from exc
+    except Exception as exc:  # OSError, BadZipFile, and ValueError/NotImplementedError for odd zips
+        raise CheckpointError(f"{path}: not a torch zip checkpoint ({_one_line(exc)})") from exc
     with archive:
-        pickles = [n for n in archive.namelist() if n.endswith("/data.pkl")]
+        pickles = [info for info in archive.infolist() if info.filename.endswith("/data.pkl")]
         if len(pickles) != 1:
             raise CheckpointError(f"{path}: expected one data.pkl in the archive, found {len(pickles)}")
-        prefix = pickles[0][: -len("/data.pkl")]
-        unpickler = _RestrictedUnpickler(archive.read(pickles[0]), archive, prefix)
+        if pickles[0].file_size > MAX_PICKLE_BYTES:
+            raise CheckpointError(f"{path}: data.pkl of {pickles[0].file_size} bytes (at most {MAX_PICKLE_BYTES})")
+        prefix = pickles[0].filename[: -len("/data.pkl")]
         try:
+            unpickler = _RestrictedUnpickler(archive.read(pickles[0]), archive, prefix)
             root = unpickler.load()
         except CheckpointError as exc:
             raise CheckpointError(f"{path}: {exc}") from exc
         except Exception as exc:  # malformed pickle streams raise many types
-            raise CheckpointError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {exc})") from exc
+            raise CheckpointError(f"{path}: cannot read checkpoint ({_one_line(exc)})") from exc
+    try:
+        return _state_of(root)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from exc
 
+
+def _state_of(root: Any) -> tuple[dict[str, torch.Tensor], str]:
     state: dict[str, torch.Tensor] = {}
     if isinstance(root, _ModulePlaceholder):
         # DataParallel wraps the real model as its child "module".
@@ -146,15 +240,15 @@ def read_released_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor],
         if top.endswith("DataParallel"):
             inner = root.__dict__.get("_modules", {}).get("module")
             top = getattr(inner, "qualified_name", top)
-    elif isinstance(root, dict) and all(isinstance(v, torch.Tensor) for v in root.values()):
+    elif isinstance(root, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in root.items()):
         state = dict(root)
         top = "state_dict"
     else:
-        raise CheckpointError(f"{path}: holds neither a module nor a state dict ({type(root).__name__})")
+        raise CheckpointError(f"holds neither a module nor a state dict ({type(root).__name__})")
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
     if not state:
-        raise CheckpointError(f"{path}: no tensors found")
+        raise CheckpointError("no tensors found")
     return state, top
 
 
@@ -197,7 +291,7 @@ def import_checkpoint(
     try:
         backend.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise CheckpointError(f"{src}: tensors do not fit {architecture}: {exc}") from exc
+        raise CheckpointError(f"{src}: tensors do not fit {architecture}: {_one_line(exc)}") from exc
     manifest = CMManifest(
         name=name or src.parent.name,
         **architectures.get(architecture).manifest_fields(XLSR_300M),
