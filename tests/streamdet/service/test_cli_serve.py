@@ -166,3 +166,27 @@ def test_a_device_torch_cannot_use_is_one_line(device: str, message: str) -> Non
     assert done.returncode == 2
     errors = [line for line in done.stderr.splitlines() if " INFO " not in line]
     assert len(errors) == 1 and message in errors[0], done.stderr
+
+
+def test_a_cm_without_weights_sha256_is_refused_in_one_line_unless_trusted(random_cm_dir: Path, tmp_path: Path) -> None:
+    """Deleting ``weights_sha256`` used to load altered weights without a word."""
+    import shutil
+    import subprocess
+
+    from streamdet.cli import build_parser
+    from streamdet.commands.serve import overrides_from
+
+    cm = tmp_path / "cm"
+    shutil.copytree(random_cm_dir, cm)
+    manifest = json.loads((cm / "manifest.json").read_text())
+    del manifest["weights_sha256"]
+    (cm / "manifest.json").write_text(json.dumps(manifest))
+    done = subprocess.run(
+        [sys.executable, "-m", "streamdet", "serve", "--engine", str(cm), "--device", "cpu",
+         "--ingest", "tcp://127.0.0.1:*", "--events", "tcp://127.0.0.1:*", "--no-http"],
+        capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--trust-unhashed" in lines[0], done.stderr
+    assert overrides_from(build_parser().parse_args(["serve", "--trust-unhashed"])) == \
+        {"scoring": {"trust_unhashed": True}}
