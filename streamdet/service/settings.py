@@ -166,9 +166,10 @@ class WhipSettings(_Section):
     """A peer that has not delivered its first audio frame (ICE + DTLS) this long after its offer is
     closed (a real peer on a working path connects within a second or two); abandoned offers hold a
     peer slot only this long."""
-    max_pending_per_address: int = Field(8, ge=1)
+    max_pending_per_address: int = Field(16, ge=1)
     """Most offers from one client address that are answered but not yet connected (no audio yet);
-    more are refused with 503, so one address cannot fill ``max_peers`` with abandoned offers."""
+    more are refused with 503, so one address cannot fill ``max_peers`` with abandoned offers. Not
+    lower: a gateway (or ``streamdet bench``) starts many calls from one address within a second."""
     ice_addresses: list[str] = []
     """Host addresses offered as ICE candidates, e.g. ``["127.0.0.1"]``; empty = every interface's
     (aioice's default, which leaves out loopback). Applies process-wide (aioice has no per-connection

@@ -479,18 +479,29 @@ async def test_a_chunked_offer_over_the_limit_is_413(start_service, kit) -> None
 
 
 async def test_65_abandoned_offers_from_one_address_do_not_block_another(start_service, kit) -> None:
-    """65 abandoned offers from one address: the 9th pending from that address is refused with 503,
-    while another address's offer succeeds (before, 64 of them filled every peer slot for 15 s)."""
+    """65 abandoned offers from one address: past ``whip.max_pending_per_address`` (16 by default)
+    pending from that address they are refused with 503, while another address's offer succeeds
+    (before, 64 of them filled every peer slot for 15 s)."""
+    from streamdet.service.settings import WhipSettings
+
+    limit = WhipSettings().max_pending_per_address
     service = await start(start_service, whip={"connect_timeout_s": 120.0})
     offer = await make_offer()
     statuses = []
     for i in range(65):
-        status, _, text = await request(service, "POST", f"/whip/abandoned-{i}", offer)
+        status, _, _ = await request(service, "POST", f"/whip/abandoned-{i}", offer)
         statuses.append(status)
-    assert statuses[:8] == [201] * 8
-    assert statuses[8:] == [503] * 57
-    assert await rejects(service, kit, "max_pending") == 57
+    assert statuses[:limit] == [201] * limit
+    assert statuses[limit:] == [503] * (65 - limit)
+    assert await rejects(service, kit, "max_pending") == 65 - limit
     connector = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
     async with aiohttp.ClientSession(connector=connector) as http, http.post(
             base_url(service) + "/whip/elsewhere", data=offer, headers={"Content-Type": "application/sdp"}) as response:
         assert response.status == 201, await response.text()
+
+
+async def test_the_9th_pending_offer_is_refused_with_a_limit_of_8(start_service, kit) -> None:
+    service = await start(start_service, whip={"connect_timeout_s": 120.0, "max_pending_per_address": 8})
+    offer = await make_offer()
+    statuses = [(await request(service, "POST", f"/whip/p-{i}", offer))[0] for i in range(9)]
+    assert statuses == [201] * 8 + [503]
