@@ -102,7 +102,8 @@ def parse_header(raw: bytes) -> dict[str, Any]:
     """Decode and validate the header JSON (without looking at the payload)."""
     if len(raw) > MAX_HEADER_BYTES:
         raise ProtocolError("bad_json", f"header of {len(raw)} bytes (max {MAX_HEADER_BYTES})")
-    if _nesting_depth(raw) > MAX_HEADER_DEPTH:
+    # The byte scan only when there are enough brackets to matter: v1 headers have one pair.
+    if raw.count(b"[") + raw.count(b"{") > MAX_HEADER_DEPTH and _nesting_depth(raw) > MAX_HEADER_DEPTH:
         raise ProtocolError("bad_json", f"header nested deeper than {MAX_HEADER_DEPTH} levels")
     try:
         header = json.loads(raw)
