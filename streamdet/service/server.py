@@ -31,6 +31,7 @@ from streamdet.service.curve import make_server, start_authenticator
 from streamdet.service.http import build_app
 from streamdet.service.ingest import IngestAdapter, IngestContext, RejectReporter, ServesHttp, UsesCurve
 from streamdet.service.ingest.plugins import build_ingests
+from streamdet.service.journal import Journal, default_journal_path
 from streamdet.service.metrics import ServiceMetrics
 from streamdet.service.publisher import EventListener, EventPublisher
 from streamdet.service.registry import StreamRegistry
@@ -122,7 +123,10 @@ class Service:
         max_batch = min(s.scoring.max_batch or self.scorer.max_batch, self.scorer.max_batch)
         await asyncio.to_thread(self._warm_up, max_batch)
         self._start_curve()
-        self.publisher = EventPublisher(self._bind_publisher(), s.alerts.listener_queue)
+        journal = self._open_journal()  # before binding: a journal in use stops the start cleanly
+        self.publisher = EventPublisher(self._bind_publisher(), s.alerts.listener_queue,
+                                        journal=journal, node=s.events.node_id)
+        await self.publisher.start()
         self.registry = StreamRegistry(
             self.policy, self._submit, self.publisher, self.metrics,
             model_id=self.model_id, max_streams=s.limits.max_streams, idle_timeout_s=s.limits.idle_timeout_s,
@@ -176,6 +180,7 @@ class Service:
                 log.error("pending windows not scored within %.0f s; giving up on them",
                           self.settings.limits.shutdown_timeout_s)
         if self.publisher is not None:
+            await self.publisher.drain()
             self.publisher.close()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -223,6 +228,14 @@ class Service:
             policies["alerts"] = s.alerts.curve_clients_dir
         if policies:
             self._auth = start_authenticator(self._context, policies)
+
+    def _open_journal(self) -> Journal | None:
+        e = self.settings.events
+        if not e.journal:
+            return None
+        return Journal.open(e.journal_path or default_journal_path(), retention_s=e.retention_s,
+                            retention_bytes=e.retention_bytes, synchronous=e.journal_synchronous,
+                            node_id=e.node_id)
 
     def _bind_publisher(self) -> zmq.Socket:
         s = self.settings.alerts
