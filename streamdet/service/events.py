@@ -140,7 +140,11 @@ def _from_json(cls: type, data: dict[str, Any]) -> Any:
 
 def decode_event(payload: bytes | str) -> Event:
     """Parse an event's JSON (the second part); unknown keys from newer v1 services are ignored."""
-    data: dict[str, Any] = json.loads(payload)
+    return event_from_dict(json.loads(payload))
+
+
+def event_from_dict(data: dict[str, Any]) -> Event:
+    """An event from its parsed JSON object (extra keys, e.g. a replay's ``topic``, are ignored)."""
     return _from_json(EndEvent if data.get("event") in ("end", "ended") else WindowEvent, data)
 
 
