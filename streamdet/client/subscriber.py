@@ -177,8 +177,9 @@ class Subscriber:
                     self._report(MissedEvents(node, after + 1, upto, f"{self.replay} is node {page.node}"))
                     break
                 self._check_retention(node, after, page.first_seq, upto)
-                self._queue_replayed(node, page.events)
-                self._through[node] = max(self._through[node], page.through)
+                # Only the gap: what follows it is on its way live (queued in the socket).
+                self._queue_replayed(node, [e for e in page.events if e.seq <= upto])
+                self._through[node] = max(self._through[node], min(page.through, upto))
                 after = page.through
         except JournalError as exc:
             self._report(MissedEvents(node, self._through[node] + 1, upto, str(exc)))
