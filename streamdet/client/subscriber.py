@@ -247,7 +247,8 @@ class Subscriber:
 def iter_events(endpoint: str = DEFAULT_EVENTS, topics: Sequence[str] = ("",), *,
                 timeout: float | None = None, server_key: str | Path | None = None,
                 client_secret_key: str | Path | None = None) -> Iterator[Event]:
-    """Blocking iteration over events; stops after ``timeout`` seconds without one (None: never)."""
+    """Blocking iteration over events; stops after ``timeout`` seconds without one (None: never).
+    No replay here: a script that must not miss events uses ``Subscriber`` with ``replay``."""
     context = zmq.Context()
     socket = context.socket(zmq.SUB)
     socket.linger = 0
