@@ -25,7 +25,7 @@ journal from there (``Since(seq=120)`` or ``Since(wall_time=...)``) and then fol
 subscribes before it replays, so nothing falls between the two, and drops what it has already
 returned (a live copy of a replayed event): events come out once each, in ``seq`` order per node.
 Events it cannot recover (deleted by the journal's retention, no journal, no HTTP) are reported:
-logged, passed to ``on_missed`` and listed in ``missed``. With topic filters a jump in ``seq`` may
+passed to ``on_missed`` (logged as a warning when there is none) and listed in ``missed``. With topic filters a jump in ``seq`` may
 only be other topics' events: the replay, filtered alike, tells.
 """
 
@@ -213,9 +213,10 @@ class Subscriber:
 
     def _report(self, missed: MissedEvents) -> None:
         self.missed.append(missed)
-        log.warning("%s", missed)
         if self._on_missed is not None:
             self._on_missed(missed)
+        else:
+            log.warning("%s", missed)
 
     def _note_heartbeat(self, payload: bytes) -> None:
         # A heartbeat proves the service is alive even when its body cannot be read (another version).

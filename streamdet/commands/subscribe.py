@@ -1,7 +1,7 @@
 """``streamdet subscribe``: print the service's events as JSON lines.
 
-Missed events are filled from the service's journal over HTTP (``--http``); ``--since`` replays it
-first. Events that cannot be recovered are named on stderr, one line per gap, and make the command
+With ``--http`` (the service's HTTP address), missed events are filled from the service's journal
+and ``--since`` replays it first. Events that cannot be recovered are named on stderr, one line per gap, and make the command
 exit 1 when it ends (``--count`` reached)."""
 
 from __future__ import annotations
@@ -36,10 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--since", metavar="SEQ|TIME",
                         help="first replay the journal after this sequence number (120), or from this time: "
                              "ISO 8601 (2026-12-02T04:00:00Z) or back from now (90s, 15m, 2h, 1d); then follow live")
-    parser.add_argument("--http", default="http://127.0.0.1:8080", metavar="URL",
-                        help="the service's HTTP address, for replay (default %(default)s)")
-    parser.add_argument("--no-replay", action="store_true",
-                        help="do not fill gaps from the journal (missed events are only reported)")
+    parser.add_argument("--http", metavar="URL",
+                        help="the service's HTTP address (http://127.0.0.1:8080 by default on the service): "
+                             "fill gaps from its journal, and replay with --since")
     parser.add_argument("--server-key", type=Path, help="the server's public CURVE certificate")
     parser.add_argument("--client-key", type=Path, help="this client's secret CURVE certificate")
     parser.set_defaults(func=run)
@@ -48,8 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.timeout is not None and args.timeout <= 0:
         raise ConfigError("--timeout must be positive")
-    if args.since is not None and args.no_replay:
-        raise ConfigError("--since replays the journal: it cannot go with --no-replay")
+    if args.since is not None and args.http is None:
+        raise ConfigError("--since replays the service's journal: give its HTTP address, --http URL")
     from streamdet.client.replay import parse_since
 
     since = parse_since(args.since) if args.since is not None else None
@@ -70,7 +69,7 @@ async def _follow(args: argparse.Namespace, since: Since | None) -> int:
 
     seen = 0
     async with Subscriber(args.endpoint, args.topics or [""], server_key=args.server_key,
-                          client_secret_key=args.client_key, replay=None if args.no_replay else args.http,
+                          client_secret_key=args.client_key, replay=args.http,
                           since=since, on_missed=_report) as subscriber:
         while args.count is None or seen < args.count:
             event = await subscriber.recv(idle_timeout=args.timeout)

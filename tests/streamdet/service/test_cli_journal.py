@@ -85,8 +85,7 @@ async def test_a_subscriber_back_after_a_while_gets_every_alert_once_in_order(ra
                                                                               tmp_path: Path) -> None:
     serve = await Serve.start(random_cm_dir, tmp_path / "events.sqlite")
     try:
-        first = await subscribe(serve)
-        await asyncio.sleep(1.0)  # let it connect: what it would miss before is not this test's point
+        first = await subscribe(serve, "--since", "0")  # however long it takes to start, it misses nothing
         await serve.send("before")
         seen = await read_events(first, 2)
         assert [(e["event"], e["stream_id"]) for e in seen] == [("raised", "before"), ("ended", "before")]
