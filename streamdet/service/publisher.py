@@ -95,11 +95,13 @@ class EventPublisher:
 
     ``journal``: append events there before publishing them; its node id and last ``seq`` carry on.
     ``node``: the node id without a journal (default: made up now, so ids stay unique).
+    ``on_commit(events, seconds, stored)``: after each journal batch, its size, how long its first
+    event waited, and whether the journal stored it (metrics).
     """
 
     def __init__(self, socket: zmq.Socket | None = None, listener_queue: int = 1_000,
                  on_publish: Callable[[Event], None] | None = None, *, journal: Journal | None = None,
-                 node: str | None = None) -> None:
+                 node: str | None = None, on_commit: Callable[[int, float, bool], None] | None = None) -> None:
         self._socket = socket
         self._listener_queue = listener_queue
         self._listeners: set[EventListener] = set()
@@ -112,6 +114,8 @@ class EventPublisher:
         """The ``seq`` of the last event sent (before a restart, the journal's: subscribers replay the rest)."""
         self._stream_seq: dict[str, int] = {}
         self._pending: list[Event] = []
+        self._pending_since = 0.0
+        self._on_commit = on_commit
         self._writer: asyncio.Task[None] | None = None
         self._executor = (ThreadPoolExecutor(1, thread_name_prefix="streamdet-journal")
                           if journal is not None else None)
@@ -139,6 +143,8 @@ class EventPublisher:
         if self.journal is None:
             self._send([stamped], [encode_event(stamped)])
             return
+        if not self._pending:
+            self._pending_since = time.monotonic()
         self._pending.append(stamped)
         if self._writer is None:
             self._writer = asyncio.get_running_loop().create_task(self._write_pending(),
@@ -159,12 +165,16 @@ class EventPublisher:
         loop = asyncio.get_running_loop()
         try:
             while self._pending:
-                batch, self._pending = self._pending, []
+                batch, self._pending, since = self._pending, [], self._pending_since
+                failures = self.journal_failures
                 try:
                     messages = await loop.run_in_executor(self._executor, self._journal_batch, batch)
                 except Exception:  # a bug in the writer: still publish
                     log.exception("journal writer failed")
+                    self.journal_failures += 1
                     messages = [encode_event(event) for event in batch]
+                if self._on_commit is not None:
+                    self._on_commit(len(batch), time.monotonic() - since, self.journal_failures == failures)
                 self._send(batch, messages)
         finally:
             self._writer = None

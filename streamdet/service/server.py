@@ -125,7 +125,7 @@ class Service:
         self._start_curve()
         journal = self._open_journal()  # before binding: a journal in use stops the start cleanly
         self.publisher = EventPublisher(self._bind_publisher(), s.alerts.listener_queue,
-                                        journal=journal, node=s.events.node_id)
+                                        journal=journal, node=s.events.node_id, on_commit=self._observe_commit)
         await self.publisher.start()
         self.registry = StreamRegistry(
             self.policy, self._submit, self.publisher, self.metrics,
@@ -216,6 +216,12 @@ class Service:
     def _observe_batch(self, size: int, seconds: float) -> None:
         self.metrics.batch_size.observe(size)
         self.metrics.batch_seconds.observe(seconds)
+
+    def _observe_commit(self, size: int, seconds: float, stored: bool) -> None:
+        self.metrics.journal_batch.observe(size)
+        self.metrics.journal_delay.observe(seconds)
+        if not stored:
+            self.metrics.journal_failures.inc()
 
     def _start_curve(self) -> None:
         s = self.settings

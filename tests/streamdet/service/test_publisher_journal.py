@@ -134,3 +134,22 @@ async def test_without_a_journal_events_go_out_at_once_with_a_fresh_node(tmp_pat
     event = listener._queue.get_nowait()
     assert (event.node, event.seq, event.event_id) == ("edge-1", 1, "edge-1-1")
     assert EventPublisher().node != EventPublisher().node  # made up per process: ids stay unique
+
+
+async def test_a_failing_journal_still_lets_events_out_and_says_so(tmp_path: Path, monkeypatch) -> None:
+    import sqlite3
+
+    journal = open_journal(tmp_path / "events.sqlite")
+
+    def disk_full(rows) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(journal, "append", disk_full)
+    commits: list[tuple[int, bool]] = []
+    publisher = EventPublisher(journal=journal, on_commit=lambda n, s, stored: commits.append((n, stored)))
+    listener = publisher.listen()
+    publisher.publish(score("a"))
+    event = await listener.get(5)
+    assert event.seq == 1 and publisher.journal_failures == 1 and commits == [(1, False)]
+    await publisher.drain()
+    publisher.close()

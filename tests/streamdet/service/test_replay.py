@@ -34,6 +34,9 @@ async def test_journal_endpoint_pages_and_refusals(kit, start_service, push) -> 
     assert status == 200 and page["node"] == service.publisher.node and page["more"]
     assert [e["event_id"] for e in page["events"]] == [e.event_id for e in events[:2]]
     assert page["through"] == events[1].seq and page["first_seq"] == 1
+    _, metrics = await kit.http_get(service, "/metrics")
+    assert kit.metric_value(metrics, "streamdet_journal_batch_events_sum") == len(events)
+    assert kit.metric_value(metrics, "streamdet_journal_failures_total") == 0
     status, body = await kit.http_get(service, f"/events/journal?since={events[0].seq}&prefix=alert.")
     assert [e["event"] for e in json.loads(body)["events"]] == ["raised", "ended"]
     for query in ("", "?since=-1", "?since=x", "?since=0&limit=0", "?since=0&since_time=1"):
