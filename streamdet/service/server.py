@@ -36,6 +36,7 @@ from streamdet.service.metrics import ServiceMetrics
 from streamdet.service.publisher import EventListener, EventPublisher
 from streamdet.service.registry import StreamRegistry
 from streamdet.service.settings import Settings
+from streamdet.service.sinks import EventSink
 from streamdet.stream.policy import StreamPolicy, manifest_calibration
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,8 @@ class Service:
             from streamdet.service.web import add_routes
 
             add_routes(self.app)
+        self.sinks: list[EventSink] = []
+        """Further destinations of the events (``streamdet.service.sinks``), after the journal: ``add_sink``."""
         self.ingests: dict[str, IngestAdapter] = {}
         """The ingest adapters, by name, in start order."""
         for adapter in build_ingests(settings):
@@ -87,6 +90,10 @@ class Service:
         if isinstance(adapter, ServesHttp):
             adapter.add_routes(self.app)
         self.ingests[adapter.name] = adapter
+
+    def add_sink(self, sink: EventSink) -> None:
+        """Hand every committed batch of events to ``sink`` too (before ``start``)."""
+        self.sinks.append(sink)
 
     def info(self) -> dict[str, Any]:
         """What ``GET /info`` answers: the model, the event endpoint and every ingest's description."""
@@ -126,6 +133,8 @@ class Service:
         journal = self._open_journal()  # before binding: a journal in use stops the start cleanly
         self.publisher = EventPublisher(self._bind_publisher(), s.alerts.listener_queue,
                                         journal=journal, node=s.events.node_id, on_commit=self._observe_commit)
+        for sink in self.sinks:
+            self.publisher.add_sink(sink)
         await self.publisher.start()
         self.registry = StreamRegistry(
             self.policy, self._submit, self.publisher, self.metrics,

@@ -153,3 +153,23 @@ async def test_a_failing_journal_still_lets_events_out_and_says_so(tmp_path: Pat
     assert event.seq == 1 and publisher.journal_failures == 1 and commits == [(1, False)]
     await publisher.drain()
     publisher.close()
+
+
+async def test_a_service_hands_committed_batches_to_its_sinks(kit, push) -> None:
+    from streamdet.service.server import Service
+    from streamdet.service.settings import load_settings
+
+    sink = RecordingSink()
+    service = Service(load_settings(None, kit.loopback_overrides()), kit.FakeScorer())
+    service.add_sink(sink)
+    await service.start()
+    try:
+        assert sink.started
+        async with service.listen() as listener:
+            await kit.send_all(push(service.ingest_endpoint), kit.frames_of("a", kit.tone(5.0)))
+            events = await kit.collect_until_end(listener, "a")
+        await service.publisher.flush()
+    finally:
+        await service.stop()
+    delivered = [e for batch in sink.batches for e in batch]
+    assert delivered[:len(events)] == events and sink.closed
