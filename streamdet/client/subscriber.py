@@ -140,7 +140,14 @@ class Subscriber:
         heartbeat = self.last_heartbeat
         if heartbeat is None or not heartbeat.node:
             return
-        if heartbeat.node not in self._through:  # first word from this node: follow it from here
+        through = self._through.get(heartbeat.node)
+        if through is None:  # first word from this node: follow it from here
+            self._through[heartbeat.node] = heartbeat.last_seq
+        elif heartbeat.last_seq < through:
+            # The node's sequence went back: it restarted without its journal. Follow the new one
+            # (its events before this heartbeat were taken for duplicates: at most one interval's).
+            log.warning("node %s restarted its sequence (at %d, was %d): its journal was lost or replaced",
+                        heartbeat.node, heartbeat.last_seq, through)
             self._through[heartbeat.node] = heartbeat.last_seq
         else:
             await self._fill(heartbeat.node, heartbeat.last_seq)
