@@ -3,7 +3,7 @@
 # average is at most 1.5 (the machine is shared; WAIT_LOAD, WAIT_TIMEOUT override) and records the load
 # it measured under.
 #   bash benchmarks/run_docs.sh [STEP...]
-# steps: mel w2v2 backends-mel backends-w2v2 ref-mel ref-w2v2 ref-w2v2-onnx sweep sweep-threads2 load-zmq load-whip
+# steps: mel w2v2 backends-mel backends-w2v2 ref-mel ref-w2v2 ref-w2v2-onnx sweep sweep-threads2 load-zmq load-whip journal
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -50,6 +50,20 @@ for step in "${steps[@]}"; do
     load-whip)  # the same service, 10 WebRTC (WHIP, Opus) publishers for 60 s
       $PY -m streamdet bench --streams 10 --whip-streams 10 --duration 60 "${WAIT[@]}" \
         --out "$OUT/load-whip-10x60.json" ;;
+    journal)  # the event journal: one commit's cost, then the service without it / with it / with fsync, twice
+      $PY benchmarks/journal_commit.py --dir runs/bench/work/journal --out "$OUT/journal-commit.json"
+      [ -f runs/bench/work/mel_lcnn/manifest.json ] || $PY -c \
+        "from streamdet.bench.models import save_random_cm; save_random_cm('runs/bench/work/mel_lcnn')"
+      for round in 1 2; do
+        for mode in off normal full; do
+          rm -rf runs/bench/work/journal-serve && mkdir -p runs/bench/work/journal-serve
+          args=(--serve-arg=--journal=runs/bench/work/journal-serve/events.sqlite)
+          [ "$mode" = off ] && args=(--serve-arg=--no-journal)
+          STREAMDET_EVENTS__JOURNAL_SYNCHRONOUS=$([ "$mode" = full ] && echo full || echo normal) \
+            $PY -m streamdet bench --engine runs/bench/work/mel_lcnn --streams 16 --duration 20 --threads 1 \
+            --settle-s 10 "${args[@]}" "${WAIT[@]}" --out "$OUT/journal-$mode-$round.json"
+        done
+      done ;;
     *) echo "unknown step $step" >&2; exit 2 ;;
   esac
 done

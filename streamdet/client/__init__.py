@@ -3,9 +3,11 @@
     from streamdet.client import send_file, Subscriber
 
 ``Sender``/``send_file``/``send_file_async``/``send_files_async`` push audio (``sender.py``);
-``Subscriber``/``iter_events`` follow score and alert events (``subscriber.py``).
+``Subscriber``/``iter_events`` follow score and alert events (``subscriber.py``), the former with
+replay from the service's journal (``Since``, ``MissedEvents``: ``replay.py``).
 """
 
+from streamdet.client.replay import MissedEvents, Since
 from streamdet.client.sender import (
     DEFAULT_INGEST,
     Sender,
@@ -20,7 +22,7 @@ from streamdet.errors import ServerGoneError
 from streamdet.service.events import EndEvent, Event, Heartbeat, WindowEvent
 
 __all__ = [
-    "DEFAULT_EVENTS", "DEFAULT_INGEST", "EndEvent", "Event", "Heartbeat", "SendResult", "Sender", "ServerGoneError",
-    "Subscriber",
+    "DEFAULT_EVENTS", "DEFAULT_INGEST", "EndEvent", "Event", "Heartbeat", "MissedEvents", "SendResult", "Sender",
+    "ServerGoneError", "Since", "Subscriber",
     "WindowEvent", "iter_events", "send_file", "send_file_async", "send_files_async", "stream_id_for",
 ]

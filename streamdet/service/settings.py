@@ -195,6 +195,30 @@ class LimitSettings(_Section):
     """How long a graceful shutdown waits for pending windows to be scored."""
 
 
+NODE_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+
+
+class EventsSettings(_Section):
+    """Where events are kept before they go out: the node's identity and its journal (SQLite)."""
+
+    node_id: str | None = Field(None, pattern=NODE_ID_PATTERN)
+    """This service's name in every event (``node``, and ``event_id = <node>-<seq>``); None = the id
+    stored in the journal, made once from the host name and a random suffix."""
+    journal: bool = True
+    """Append every event to the journal before publishing it, so subscribers can replay what they
+    missed (``GET /events/journal``, ``streamdet subscribe --since``); false = publish only."""
+    journal_path: Path | None = None
+    """The journal's SQLite file; None = ``$XDG_STATE_HOME/streamdet/events.sqlite`` (by default
+    ``~/.local/state/streamdet/events.sqlite``). One service per journal (a lock file enforces it)."""
+    journal_synchronous: Literal["normal", "full"] = "normal"
+    """SQLite's ``synchronous`` in WAL mode: ``normal`` survives a killed process (not a power cut)
+    with no fsync per commit; ``full`` fsyncs every commit (docs/benchmarks.md, "Journal")."""
+    retention_s: float = Field(7 * 86_400.0, gt=0)
+    """Events older than this (by ``wall_time``) are deleted from the journal."""
+    retention_bytes: int = Field(256 << 20, ge=4096)
+    """The most event bytes (their JSON) the journal keeps; beyond it the oldest are deleted."""
+
+
 class Settings(BaseSettings):
     """Everything ``streamdet serve`` can be told."""
 
@@ -209,6 +233,7 @@ class Settings(BaseSettings):
     http: HttpSettings = HttpSettings()
     whip: WhipSettings = WhipSettings()
     limits: LimitSettings = LimitSettings()
+    events: EventsSettings = EventsSettings()
     ingests: dict[str, dict[str, Any]] = {}
     """Settings of ingest plugins without a table of their own, ``[ingests.<name>]``: each plugin
     validates its table (``streamdet.service.ingest.IngestPlugin``)."""

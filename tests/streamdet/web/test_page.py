@@ -125,6 +125,7 @@ async def test_events_and_streams_need_the_http_token_when_set(start_service, ki
     assert (await get(service, "/events"))[0] == 401
     assert (await get(service, "/events?token=wrong"))[0] == 401
     assert (await get(service, "/streams"))[0] == 401
+    assert (await get(service, "/events/journal?since=0"))[0] == 401
     async with EventStream(service, "?token=s3cret") as stream:  # EventSource's way: in the query
         assert (await stream.next_event())["event"] == "hello"
     async with aiohttp.ClientSession() as http, http.get(
