@@ -1,4 +1,6 @@
-"""``streamdet subscribe``: print the service's events as JSON lines."""
+"""``streamdet subscribe``: print the service's events as JSON lines, from a node's ZeroMQ socket or,
+with ``--redis``, from the Redis streams every node appends to (``--group``: through a consumer
+group, each entry acknowledged once printed)."""
 
 from __future__ import annotations
 
@@ -21,17 +23,49 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--count", type=int, help="exit after this many events")
     parser.add_argument("--timeout", type=float, metavar="SECONDS",
                         help="exit with an error after this many seconds without an event or a heartbeat "
-                             "(the service is gone); a quiet running service sends heartbeats")
+                             "(the service is gone); a quiet running service sends heartbeats. With --redis: "
+                             "stop (status 0) after this many seconds without an entry")
     parser.add_argument("--server-key", type=Path, help="the server's public CURVE certificate")
     parser.add_argument("--client-key", type=Path, help="this client's secret CURVE certificate")
+    redis = parser.add_argument_group("Redis Streams (events.redis_url): the events of every node")
+    redis.add_argument("--redis", metavar="URL", help="read from Redis (e.g. redis://127.0.0.1:6379/0) "
+                                                      "instead of a node's ZeroMQ socket")
+    redis.add_argument("--stream", choices=["alerts", "scores"], default="alerts",
+                       help="alerts (raised, cleared, ended; default) or scores (score, end)")
+    redis.add_argument("--prefix", default="streamdet", help="the nodes' events.redis_prefix")
+    redis.add_argument("--group", help="read through this consumer group, acknowledging each printed entry; "
+                                       "a restarted consumer first gets what it had not acknowledged")
+    redis.add_argument("--consumer", help="this consumer's name in the group (default: the host name; "
+                                          "keep it across restarts)")
+    redis.add_argument("--from-start", action="store_true",
+                       help="start from the oldest retained entry (a new group, or without a group); "
+                            "default: entries appended from now on")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.timeout is not None and args.timeout <= 0:
         raise ConfigError("--timeout must be positive")
-    asyncio.run(_follow(args))
+    if args.redis is None and (args.group or args.consumer):
+        raise ConfigError("--group and --consumer read from Redis: give --redis URL")
+    asyncio.run(_follow_redis(args) if args.redis else _follow(args))
     return 0
+
+
+async def _follow_redis(args: argparse.Namespace) -> None:
+    from streamdet.client.redis_subscriber import RedisSubscriber
+
+    seen = 0
+    async with RedisSubscriber(args.redis, stream=args.stream, prefix=args.prefix, group=args.group,
+                               consumer=args.consumer, start="0" if args.from_start else "$") as subscriber:
+        while args.count is None or seen < args.count:
+            try:
+                entry = await subscriber.recv(timeout=args.timeout)
+            except TimeoutError:
+                return  # with --redis, --timeout ends a quiet follow (Redis itself is waited for)
+            print(json.dumps(asdict(entry.event)), flush=True)
+            await subscriber.ack(entry)  # after printing: a crash before it means the entry comes again
+            seen += 1
 
 
 async def _follow(args: argparse.Namespace) -> None:

@@ -53,6 +53,12 @@ class WindowEvent:
     model_id: str
     latency_ms: float
     """From the arrival of the window's last sample at the service to publication."""
+    node: str = ""
+    seq: int = 0
+    stream_seq: int = 0
+    event_id: str = ""
+    """Set by the publisher (``EventPublisher.publish``): the node's name, the event's number on the
+    node and within its stream, and an id unique across nodes (webhooks' idempotency key)."""
     v: int = EVENT_VERSION
 
     @property
@@ -76,6 +82,11 @@ class EndEvent:
     wall_time: float
     model_id: str
     event: str = "end"
+    node: str = ""
+    seq: int = 0
+    stream_seq: int = 0
+    event_id: str = ""
+    """As on ``WindowEvent``: set by the publisher."""
     v: int = EVENT_VERSION
 
     @property

@@ -10,6 +10,12 @@ queue and iterate asynchronously::
 A slow listener loses its oldest events (counted in ``listener.dropped``), never slows publishing.
 Iteration ends when the listener is closed or the publisher shuts down.
 
+Sinks (``streamdet.service.sinks``: Redis Streams, webhooks) get every event after the socket and
+the listeners; each queues internally and delivers on its own task, so none can slow publishing.
+
+``publish`` stamps each event with the node's name, a number (``seq``, per process here), a number
+within its stream (``stream_seq``) and an ``event_id`` unique across nodes and restarts.
+
 ``run_heartbeats`` sends a ``Heartbeat`` (topic ``hb.``) on the socket at a fixed interval, so that
 ZeroMQ subscribers can tell a quiet service from a gone one; in-process listeners need none.
 """
@@ -17,13 +23,16 @@ ZeroMQ subscribers can tell a quiet service from a gone one; in-process listener
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 
 import zmq
 
 from streamdet.service.events import Event, Heartbeat, encode_event
+from streamdet.service.sinks import EventSink
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +89,46 @@ class EventPublisher:
     """Publishes events; ``socket`` is a bound PUB socket (sync API) or None for in-process only."""
 
     def __init__(self, socket: zmq.Socket | None = None, listener_queue: int = 1_000,
-                 on_publish: Callable[[Event], None] | None = None) -> None:
+                 on_publish: Callable[[Event], None] | None = None, node: str = "") -> None:
         self._socket = socket
         self._listener_queue = listener_queue
         self._listeners: set[EventListener] = set()
         self._on_publish = on_publish
         self.send_failures = 0
+        self.node = node
+        # The process's start time in ms keeps event ids unique across restarts of a node.
+        self._boot = f"{int(time.time() * 1000):x}"
+        self._seq = itertools.count(1)
+        self._stream_seq: dict[str, int] = {}
+        self.sinks: list[EventSink] = []
+
+    def add_sink(self, sink: EventSink) -> None:
+        """Register a sink (before ``start_sinks``); it gets every event from then on."""
+        self.sinks.append(sink)
+
+    async def start_sinks(self) -> None:
+        for sink in self.sinks:
+            await sink.start()
+
+    async def close_sinks(self) -> None:
+        """Close every sink: each delivers what it can in its own time limit and keeps the rest."""
+        for sink in self.sinks:
+            try:
+                await sink.close()
+            except Exception:  # one sink failing to close must not keep the others open
+                log.exception("closing sink %s failed", sink.name)
+
+    def _stamp(self, event: Event) -> Event:
+        seq = next(self._seq)
+        stream_seq = self._stream_seq.get(event.stream_id, 0) + 1
+        # The stream's last event (``ended`` follows an ``end`` with its alert raised): forget the
+        # stream, whose id may start again.
+        if event.event == "ended" or (event.event == "end" and not event.alert):
+            self._stream_seq.pop(event.stream_id, None)
+        else:
+            self._stream_seq[event.stream_id] = stream_seq
+        return replace(event, node=self.node, seq=seq, stream_seq=stream_seq,
+                       event_id=f"{self.node}:{self._boot}:{seq}")
 
     def listen(self, prefix: str = "", maxsize: int | None = None) -> EventListener:
         """A new in-process listener for topics starting with ``prefix`` (e.g. ``alert.``)."""
@@ -94,6 +137,7 @@ class EventPublisher:
         return listener
 
     def publish(self, event: Event) -> None:
+        event = self._stamp(event)
         topic = event.topic
         if self._socket is not None:
             try:
@@ -107,6 +151,8 @@ class EventPublisher:
                 listener._put(event)
         if self._on_publish is not None:
             self._on_publish(event)
+        for sink in self.sinks:
+            sink.deliver([event])
 
     def send_heartbeat(self, heartbeat: Heartbeat) -> None:
         """On the socket only (never blocks; dropped for a subscriber that is not keeping up)."""

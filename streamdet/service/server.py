@@ -35,6 +35,7 @@ from streamdet.service.metrics import ServiceMetrics
 from streamdet.service.publisher import EventListener, EventPublisher
 from streamdet.service.registry import StreamRegistry
 from streamdet.service.settings import Settings
+from streamdet.service.sinks import build_sinks
 from streamdet.stream.policy import StreamPolicy, manifest_calibration
 
 log = logging.getLogger(__name__)
@@ -122,7 +123,10 @@ class Service:
         max_batch = min(s.scoring.max_batch or self.scorer.max_batch, self.scorer.max_batch)
         await asyncio.to_thread(self._warm_up, max_batch)
         self._start_curve()
-        self.publisher = EventPublisher(self._bind_publisher(), s.alerts.listener_queue)
+        self.publisher = EventPublisher(self._bind_publisher(), s.alerts.listener_queue, node=s.events.node)
+        for sink in build_sinks(s, self.metrics):
+            self.publisher.add_sink(sink)
+        await self.publisher.start_sinks()
         self.registry = StreamRegistry(
             self.policy, self._submit, self.publisher, self.metrics,
             model_id=self.model_id, max_streams=s.limits.max_streams, idle_timeout_s=s.limits.idle_timeout_s,
@@ -176,6 +180,7 @@ class Service:
                 log.error("pending windows not scored within %.0f s; giving up on them",
                           self.settings.limits.shutdown_timeout_s)
         if self.publisher is not None:
+            await self.publisher.close_sinks()
             self.publisher.close()
         if self._runner is not None:
             await self._runner.cleanup()

@@ -180,6 +180,54 @@ class LimitSettings(_Section):
     """How long a graceful shutdown waits for pending windows to be scored."""
 
 
+class WebhookSettings(_Section):
+    """One webhook: alerts POSTed as JSON, signed with ``secret`` (docs/protocol.md, "Webhooks")."""
+
+    url: str
+    secret: SecretStr
+    """Shared with the receiver: the key of the HMAC-SHA256 signature (``X-Streamdet-Signature``)."""
+    events: list[str] = ["raised", "cleared", "ended"]
+    """The event kinds sent (``score`` and ``end`` too if listed)."""
+    max_attempts: int = Field(10, ge=1)
+    """Failed attempts after which an event moves to the dead-letter table."""
+    backoff_s: float = Field(1.0, gt=0)
+    """Wait after the first failure; doubled after each (with jitter), up to ``backoff_max_s``."""
+    backoff_max_s: float = Field(300.0, gt=0)
+    timeout_s: float = Field(10.0, gt=0)
+    """Longest wait for the receiver's answer; a timeout counts as a failed attempt."""
+
+
+class EventsSettings(_Section):
+    """Where events go besides the ZeroMQ socket: Redis Streams and webhooks (``streamdet.service.sinks``)."""
+
+    node_id: str = ""
+    """This node's name in events (``node``, ``event_id``); empty = the host name."""
+    outbox_path: Path = Path("streamdet-outbox.sqlite3")
+    """SQLite file of events not yet delivered to Redis or a webhook (created only when one is set)."""
+    outbox_max_rows: int = Field(1_000_000, ge=1)
+    """Most undelivered events kept per sink; beyond it the oldest are dropped (and counted)."""
+    redis_url: str | None = None
+    """e.g. ``redis://redis:6379/0``: every event appended to the streams ``<redis_prefix>:alerts``
+    (raised, cleared, ended) and ``<redis_prefix>:scores`` (score, end)."""
+    redis_prefix: str = "streamdet"
+    redis_scores: bool = True
+    """Append score and end events too (``<redis_prefix>:scores``); False = alerts only."""
+    redis_maxlen: int = Field(100_000, ge=1)
+    """Retention: entries kept per stream (approximately: ``XADD MAXLEN ~``)."""
+    redis_batch: int = Field(500, ge=1)
+    """Most events appended in one round trip."""
+    redis_backoff_s: float = Field(0.2, gt=0)
+    """First wait before reconnecting to Redis; doubled after each failure up to ``redis_backoff_max_s``."""
+    redis_backoff_max_s: float = Field(5.0, gt=0)
+    webhooks: list[WebhookSettings] = []
+
+    @property
+    def node(self) -> str:
+        import socket
+
+        return self.node_id or socket.gethostname()
+
+
 class Settings(BaseSettings):
     """Everything ``streamdet serve`` can be told."""
 
@@ -194,6 +242,7 @@ class Settings(BaseSettings):
     http: HttpSettings = HttpSettings()
     whip: WhipSettings = WhipSettings()
     limits: LimitSettings = LimitSettings()
+    events: EventsSettings = EventsSettings()
     ingests: dict[str, dict[str, Any]] = {}
     """Settings of ingest plugins without a table of their own, ``[ingests.<name>]``: each plugin
     validates its table (``streamdet.service.ingest.IngestPlugin``)."""
