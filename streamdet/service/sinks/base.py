@@ -23,6 +23,8 @@ from streamdet.service.sinks.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
+UNEXPECTED_ERROR_WAIT_S = 1.0
+
 
 def backoff_delay(attempts: int, base_s: float, max_s: float) -> float:
     """Exponential backoff with jitter: about ``base_s * 2**(attempts-1)``, capped at ``max_s``, and
@@ -87,9 +89,13 @@ class OutboxSink:
     async def _run(self) -> None:
         while True:
             self._wake.clear()
-            await self._store_handed()
-            wait = await self._send_pending()
-            await self._refresh_gauges()
+            try:
+                await self._store_handed()
+                wait = await self._send_pending()
+                await self._refresh_gauges()
+            except Exception:  # a bug or a broken outbox file: keep the task, try again later
+                log.exception("sink %s: delivery pass failed", self.name)
+                wait = UNEXPECTED_ERROR_WAIT_S
             if self._closing and (wait is None or wait > 0):
                 return  # closing: one more pass only when the last one made progress
             if wait == 0 or self._handed:
