@@ -100,6 +100,9 @@ class RedisSubscriber:
 
     async def _fetch(self, block_ms: int) -> None:
         if self.group is None:
+            if self._last_id == "$":  # "$" means "after the newest now": pin it, or later reads skip entries
+                newest = await self._redis.xrevrange(self.key, count=1)
+                self._last_id = newest[0][0].decode() if newest else "0-0"
             reply = await self._redis.xread({self.key: self._last_id}, count=self._count, block=block_ms)
             for entry_id, fields in _entries(reply):
                 self._last_id = entry_id
