@@ -106,3 +106,15 @@ def test_signature_binds_secret_body_and_time() -> None:
     assert not verify(SECRET, header, body, now=now + 301)  # too old: a replayed capture
     assert not verify(SECRET, header.replace(f"t={now}", f"t={now + 1}"), body, now=now)
     assert not verify(SECRET, "garbage", body, now=now)
+
+
+def test_the_documented_verification_snippet_accepts_our_signatures() -> None:
+    text = (Path(__file__).resolve().parents[4] / "docs" / "protocol.md").read_text()
+    section = text[text.index("### Webhooks"):]
+    snippet = section[section.index("```python") + len("```python"):section.index("```", section.index("```python") + 9)]
+    namespace: dict = {}
+    exec(snippet, namespace)
+    body = b'{"event": "raised", "event_id": "n:1"}'
+    header = sign(SECRET, int(time.time()), body)
+    assert namespace["verify"](SECRET.encode(), header, body)
+    assert not namespace["verify"](SECRET.encode(), header, body + b" ")
