@@ -53,7 +53,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _follow_redis(args: argparse.Namespace) -> None:
-    from streamdet.client.redis_subscriber import RedisSubscriber
+    try:
+        from streamdet.client.redis_subscriber import RedisSubscriber
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] != "redis":
+            raise
+        raise ConfigError("--redis needs the redis package: pip install 'streamdet[redis]'") from exc
 
     seen = 0
     async with RedisSubscriber(args.redis, stream=args.stream, prefix=args.prefix, group=args.group,

@@ -186,7 +186,7 @@ class WebhookSettings(_Section):
     url: str
     secret: SecretStr
     """Shared with the receiver: the key of the HMAC-SHA256 signature (``X-Streamdet-Signature``)."""
-    events: list[str] = ["raised", "cleared", "ended"]
+    events: list[Literal["raised", "cleared", "ended", "score", "end"]] = ["raised", "cleared", "ended"]
     """The event kinds sent (``score`` and ``end`` too if listed)."""
     max_attempts: int = Field(10, ge=1)
     """Failed attempts after which an event moves to the dead-letter table."""
@@ -195,6 +195,13 @@ class WebhookSettings(_Section):
     backoff_max_s: float = Field(300.0, gt=0)
     timeout_s: float = Field(10.0, gt=0)
     """Longest wait for the receiver's answer; a timeout counts as a failed attempt."""
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"webhook url must start with http:// or https://, not {value!r}")
+        return value
 
 
 class EventsSettings(_Section):

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from streamdet.errors import ConfigError
+
 if TYPE_CHECKING:
     from streamdet.service.events import Event
     from streamdet.service.metrics import ServiceMetrics
@@ -39,7 +41,12 @@ def build_sinks(settings: Settings, metrics: ServiceMetrics) -> list[EventSink]:
     sinks: list[EventSink] = []
     events = settings.events
     if events.redis_url is not None:
-        from streamdet.service.sinks.redis_streams import RedisStreamSink
+        try:
+            from streamdet.service.sinks.redis_streams import RedisStreamSink
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").split(".")[0] != "redis":
+                raise
+            raise ConfigError("events.redis_url needs the redis package: pip install 'streamdet[redis]'") from exc
 
         sinks.append(RedisStreamSink(events, metrics))
     for index, webhook in enumerate(events.webhooks):
