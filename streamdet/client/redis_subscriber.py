@@ -14,6 +14,10 @@ quietly). A group that does not exist is created, reading from ``start``: ``$`` 
 from now on) or ``0`` (everything retained). Without a group, entries are read from ``start`` on,
 with no acknowledgements.
 
+A consumer that never comes back under its name (a container replaced, with a new host name)
+leaves its pending entries behind; with ``claim_idle_s`` set, the group's other consumers take over
+entries left unacknowledged that long (``XAUTOCLAIM``) and hand them on.
+
 ``stream`` is ``alerts`` (raised, cleared, ended) or ``scores`` (score, end). Redis going away is
 waited out: the subscriber reconnects with exponential backoff.
 """
@@ -55,12 +59,17 @@ class StreamEntry:
 class RedisSubscriber:
     def __init__(self, url: str, *, stream: str = "alerts", prefix: str = DEFAULT_PREFIX,
                  group: str | None = None, consumer: str | None = None, start: str = "$",
-                 block_s: float = 1.0, count: int = 100, backoff_s: float = 0.2, backoff_max_s: float = 5.0) -> None:
+                 claim_idle_s: float | None = None, block_s: float = 1.0, count: int = 100,
+                 backoff_s: float = 0.2, backoff_max_s: float = 5.0) -> None:
         self.key = f"{prefix}:{stream}"
         self.group = group
         self.consumer = consumer or socket.gethostname()
         """Stable across restarts by default (the host name), so a restarted consumer gets its pending entries."""
         self.start = start
+        self.claim_idle_s = claim_idle_s
+        self._claim_from = "0-0"
+        self._next_claim = 0.0  # monotonic time of the next XAUTOCLAIM pass
+        self._group_seen = False
         self._redis = Redis.from_url(url, retry=Retry(NoBackoff(), 0), socket_connect_timeout=2.0,
                                      socket_timeout=block_s + 5.0)
         self._block_ms = max(1, int(block_s * 1000))
@@ -110,6 +119,9 @@ class RedisSubscriber:
             return
         reading_pending = self._pending_from is not None
         try:
+            if (not reading_pending and self.claim_idle_s is not None and time.monotonic() >= self._next_claim
+                    and await self._claim()):
+                return
             reply = await self._redis.xreadgroup(
                 self.group, self.consumer, {self.key: self._pending_from if reading_pending else ">"},
                 count=self._count, block=None if reading_pending else block_ms)
@@ -118,7 +130,23 @@ class RedisSubscriber:
                 raise
             await self._create_group()
             return
-        entries = _entries(reply)
+        self._group_seen = True
+        await self._hand_over(_entries(reply), reading_pending)
+
+    async def _claim(self) -> bool:
+        """Take over entries other consumers left unacknowledged for ``claim_idle_s``; True if any."""
+        assert self.claim_idle_s is not None
+        reply = await self._redis.xautoclaim(self.key, self.group, self.consumer,
+                                             int(self.claim_idle_s * 1000), self._claim_from, count=self._count)
+        next_from, claimed = reply[0], reply[1]
+        self._claim_from = next_from.decode() if isinstance(next_from, bytes) else next_from
+        entries = [(i.decode() if isinstance(i, bytes) else i, fields or {}) for i, fields in claimed]
+        await self._hand_over(entries, False)
+        if not entries:  # none idle long enough: look again in a while, not on every read
+            self._next_claim = time.monotonic() + self.claim_idle_s / 2
+        return bool(entries)
+
+    async def _hand_over(self, entries: list[tuple[str, dict[bytes, bytes]]], reading_pending: bool) -> None:
         if reading_pending:
             # Our pending entries come back in order; an empty page means we hold none after this id.
             self._pending_from = entries[-1][0] if entries else None
@@ -133,8 +161,11 @@ class RedisSubscriber:
 
     async def _create_group(self) -> None:
         try:
-            await self._redis.xgroup_create(self.key, self.group, id=self.start, mkstream=True)
-            log.info("created consumer group %s on %s from %s", self.group, self.key, self.start)
+            # A group that vanished (Redis restarted without its data) is made again from the start
+            # of the new stream: the nodes append there what waited in their outboxes.
+            start = "0" if self._group_seen else self.start
+            await self._redis.xgroup_create(self.key, self.group, id=start, mkstream=True)
+            log.info("created consumer group %s on %s from %s", self.group, self.key, start)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):  # created meanwhile by another consumer: fine
                 raise

@@ -37,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                        "a restarted consumer first gets what it had not acknowledged")
     redis.add_argument("--consumer", help="this consumer's name in the group (default: the host name; "
                                           "keep it across restarts)")
+    redis.add_argument("--claim-after", type=float, metavar="SECONDS",
+                       help="take over entries another consumer of the group left unacknowledged this long "
+                            "(a consumer that is not coming back)")
     redis.add_argument("--from-start", action="store_true",
                        help="start from the oldest retained entry (a new group, or without a group); "
                             "default: entries appended from now on")
@@ -46,8 +49,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.timeout is not None and args.timeout <= 0:
         raise ConfigError("--timeout must be positive")
-    if args.redis is None and (args.group or args.consumer):
-        raise ConfigError("--group and --consumer read from Redis: give --redis URL")
+    if args.redis is None and (args.group or args.consumer or args.claim_after is not None):
+        raise ConfigError("--group, --consumer and --claim-after read from Redis: give --redis URL")
+    if args.claim_after is not None and (args.group is None or args.claim_after <= 0):
+        raise ConfigError("--claim-after needs --group and a positive number of seconds")
     asyncio.run(_follow_redis(args) if args.redis else _follow(args))
     return 0
 
@@ -62,7 +67,8 @@ async def _follow_redis(args: argparse.Namespace) -> None:
 
     seen = 0
     async with RedisSubscriber(args.redis, stream=args.stream, prefix=args.prefix, group=args.group,
-                               consumer=args.consumer, start="0" if args.from_start else "$") as subscriber:
+                               consumer=args.consumer, start="0" if args.from_start else "$",
+                               claim_idle_s=args.claim_after) as subscriber:
         while args.count is None or seen < args.count:
             try:
                 entry = await subscriber.recv(timeout=args.timeout)

@@ -102,3 +102,28 @@ async def test_without_a_group_reads_from_the_start_or_from_now(redis_server, tm
             assert (await from_now.recv(timeout=30)).event_id == "n:3"
     finally:
         await sink.close()
+
+
+async def test_entries_a_consumer_abandoned_are_taken_over(redis_server, tmp_path) -> None:
+    sink = RedisStreamSink(EventsSettings(redis_url=redis_server.url, outbox_path=tmp_path / "outbox.sqlite3",
+                                          node_id="n"), ServiceMetrics())
+    await sink.start()
+    try:
+        gone = RedisSubscriber(redis_server.url, group="cases", consumer="old-container", start="0")
+        with pytest.raises(TimeoutError):
+            await gone.recv(timeout=0.2)  # creates the group
+        await appended(redis_server, sink, [alert(1), alert(2)], 2)
+        assert [(await gone.recv(timeout=30)).event_id for _ in range(2)] == ["n:1", "n:2"]
+        await gone.close()  # never acknowledged, never back under that name
+
+        async with RedisSubscriber(redis_server.url, group="cases", consumer="new-container",
+                                   claim_idle_s=0.3) as taker:
+            taken = [await taker.recv(timeout=30) for _ in range(2)]
+            assert [e.event_id for e in taken] == ["n:1", "n:2"]
+            for entry in taken:
+                await taker.ack(entry)
+        redis = Redis.from_url(redis_server.url)
+        assert (await redis.xpending("streamdet:alerts", "cases"))["pending"] == 0
+        await redis.aclose()
+    finally:
+        await sink.close()
