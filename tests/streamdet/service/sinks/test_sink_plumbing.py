@@ -98,7 +98,8 @@ def test_no_sinks_unless_asked() -> None:
 
 
 def test_redis_url_without_the_redis_package_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "redis", None)  # as if not installed
+    for name in [m for m in sys.modules if m == "redis" or m.startswith("redis.")] + ["redis"]:
+        monkeypatch.setitem(sys.modules, name, None)  # as if not installed
     monkeypatch.delitem(sys.modules, "streamdet.service.sinks.redis_streams", raising=False)
     with pytest.raises(ConfigError, match=r"streamdet\[redis\]"):
         build_sinks(load_settings(None, {"events": {"redis_url": "redis://127.0.0.1:1/0"}}), ServiceMetrics())
@@ -120,3 +121,15 @@ def test_the_outbox_keeps_the_newest_rows_and_never_reuses_an_id(tmp_path: Path)
     assert other.pending(10) == [] and other.counts() == {"pending": 0, "delivered": 0, "dead": 0}
     reopened.close()
     other.close()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["subscribe", "--group", "ops"], "give --redis URL"),
+    (["subscribe", "--redis", "redis://127.0.0.1:1/0", "--claim-after", "5"], "--claim-after needs --group"),
+])
+def test_subscribe_redis_flags_are_checked_in_one_line(argv: list[str], message: str, capsys) -> None:
+    from streamdet.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
