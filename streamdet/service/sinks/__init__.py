@@ -52,5 +52,6 @@ def build_sinks(settings: Settings, metrics: ServiceMetrics) -> list[EventSink]:
     for index, webhook in enumerate(events.webhooks):
         from streamdet.service.sinks.webhooks import WebhookSink
 
-        sinks.append(WebhookSink(webhook, events.outbox_path, metrics, name=f"webhook-{index}"))
+        sinks.append(WebhookSink(webhook, events.outbox_path, metrics, name=f"webhook-{index}",
+                                 max_rows=events.outbox_max_rows, node=events.node))
     return sinks

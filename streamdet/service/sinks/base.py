@@ -39,8 +39,11 @@ class OutboxSink:
     name: str
     close_timeout_s = 3.0
 
-    def __init__(self, name: str, outbox_path: Path, metrics: ServiceMetrics, max_rows: int = 1_000_000) -> None:
+    def __init__(self, name: str, outbox_path: Path, metrics: ServiceMetrics, max_rows: int = 1_000_000,
+                 node: str = "") -> None:
         self.name = name
+        # Rows are owned by node and sink: two nodes pointed at one outbox file keep apart.
+        self._owner = f"{node}/{name}"
         self._outbox_path = Path(outbox_path)
         self._max_rows = max_rows
         self._metrics = metrics
@@ -62,7 +65,7 @@ class OutboxSink:
             self._wake.set()
 
     async def start(self) -> None:
-        self.outbox = await asyncio.to_thread(Outbox, self._outbox_path, self.name, self._max_rows)
+        self.outbox = await asyncio.to_thread(Outbox, self._outbox_path, self._owner, self._max_rows)
         await self._open()
         await self._refresh_gauges()
         self._task = asyncio.create_task(self._run(), name=f"streamdet-sink-{self.name}")

@@ -1,6 +1,7 @@
 """The sinks' persistent outbox: events waiting for Redis or a webhook, in one SQLite file (WAL).
 
-Every sink owns its rows (column ``sink``); rows are added in publication order and their ids only
+Every sink owns its rows (column ``sink``: ``<node>/<sink name>``, so nodes sharing a file keep
+apart); rows are added in publication order and their ids only
 grow (``AUTOINCREMENT``: never reused, even after deletes), which the Redis sink uses to make its
 appends idempotent. A row is ``pending`` until delivered; the Redis sink then deletes it, a webhook
 marks it ``delivered`` (the newest ``KEEP_DELIVERED`` are kept for inspection). A webhook row that

@@ -69,7 +69,7 @@ def stream_key(prefix: str, which: str) -> str:
 
 class RedisStreamSink(OutboxSink):
     def __init__(self, settings: EventsSettings, metrics: ServiceMetrics, name: str = "redis") -> None:
-        super().__init__(name, settings.outbox_path, metrics, settings.outbox_max_rows)
+        super().__init__(name, settings.outbox_path, metrics, settings.outbox_max_rows, settings.node)
         assert settings.redis_url is not None
         self.settings = settings
         self.node = settings.node

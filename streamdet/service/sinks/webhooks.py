@@ -39,8 +39,8 @@ ROWS_PER_PASS = 50
 
 class WebhookSink(OutboxSink):
     def __init__(self, settings: WebhookSettings, outbox_path: Path, metrics: ServiceMetrics,
-                 name: str = "webhook", max_rows: int = 1_000_000) -> None:
-        super().__init__(name, outbox_path, metrics, max_rows)
+                 name: str = "webhook", max_rows: int = 1_000_000, node: str = "") -> None:
+        super().__init__(name, outbox_path, metrics, max_rows, node)
         self.settings = settings
         self._secret = settings.secret.get_secret_value()
         self._http: aiohttp.ClientSession | None = None
