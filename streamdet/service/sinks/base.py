@@ -14,9 +14,11 @@ import contextlib
 import json
 import logging
 import random
+import sqlite3
 from dataclasses import asdict
 from pathlib import Path
 
+from streamdet.errors import ConfigError
 from streamdet.service.events import Event
 from streamdet.service.metrics import ServiceMetrics
 from streamdet.service.sinks.outbox import Outbox
@@ -65,7 +67,11 @@ class OutboxSink:
             self._wake.set()
 
     async def start(self) -> None:
-        self.outbox = await asyncio.to_thread(Outbox, self._outbox_path, self._owner, self._max_rows)
+        try:
+            self.outbox = await asyncio.to_thread(Outbox, self._outbox_path, self._owner, self._max_rows)
+        except (sqlite3.Error, OSError) as exc:
+            raise ConfigError(f"cannot open the event outbox {self._outbox_path} (events.outbox_path): "
+                              f"{exc}") from exc
         await self._open()
         await self._refresh_gauges()
         self._task = asyncio.create_task(self._run(), name=f"streamdet-sink-{self.name}")

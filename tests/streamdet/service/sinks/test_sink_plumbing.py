@@ -133,3 +133,14 @@ def test_subscribe_redis_flags_are_checked_in_one_line(argv: list[str], message:
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err
+
+
+async def test_an_outbox_that_cannot_be_opened_is_a_config_error(tmp_path: Path) -> None:
+    from streamdet.service.sinks.webhooks import WebhookSink
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    settings = load_settings(None, {"events": {"webhooks": [{"url": "http://127.0.0.1:9/h", "secret": "s"}]}})
+    sink = WebhookSink(settings.events.webhooks[0], blocker / "outbox.sqlite3", ServiceMetrics())
+    with pytest.raises(ConfigError, match="events.outbox_path"):
+        await sink.start()
