@@ -3,7 +3,7 @@
 # average is at most 1.5 (the machine is shared; WAIT_LOAD, WAIT_TIMEOUT override) and records the load
 # it measured under.
 #   bash benchmarks/run_docs.sh [STEP...]
-# steps: mel w2v2 backends-mel backends-w2v2 ref-mel ref-w2v2 ref-w2v2-onnx sweep sweep-threads2
+# steps: mel w2v2 backends-mel backends-w2v2 ref-mel ref-w2v2 ref-w2v2-onnx sweep sweep-threads2 load-zmq load-whip journal
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -11,7 +11,7 @@ OUT=runs/bench/docs
 WAIT=(--wait-load "${WAIT_LOAD:-1.5}" --wait-timeout "${WAIT_TIMEOUT:-900}")
 mkdir -p "$OUT"
 steps=("$@")
-[ ${#steps[@]} -eq 0 ] && steps=(mel w2v2 backends-mel backends-w2v2 ref-mel ref-w2v2 ref-w2v2-onnx sweep sweep-threads2)
+[ ${#steps[@]} -eq 0 ] && steps=(mel w2v2 backends-mel backends-w2v2 ref-mel ref-w2v2 ref-w2v2-onnx sweep sweep-threads2 load-zmq load-whip)
 for step in "${steps[@]}"; do
   case "$step" in
     mel)  # torch, Mel-LCNN: layouts x threads, then two single-threaded workers
@@ -45,6 +45,25 @@ for step in "${steps[@]}"; do
     sweep-threads2)  # the same with two torch threads (torch's default on this machine)
       $PY -m streamdet bench --engine runs/bench/work/mel_lcnn --sweep --streams 32,40,48,56,64 --duration 30 \
         --threads 2 "${WAIT[@]}" --out "$OUT/sweep-mel-threads2.json" ;;
+    load-zmq)  # the shipped CM at serve's defaults: 16 real-time ZeroMQ streams for 60 s
+      $PY -m streamdet bench --streams 16 --duration 60 "${WAIT[@]}" --out "$OUT/load-zmq-16x60.json" ;;
+    load-whip)  # the same service, 10 WebRTC (WHIP, Opus) publishers for 60 s
+      $PY -m streamdet bench --streams 10 --whip-streams 10 --duration 60 "${WAIT[@]}" \
+        --out "$OUT/load-whip-10x60.json" ;;
+    journal)  # the event journal: one commit's cost, then the service without it / with it / with fsync, twice
+      $PY benchmarks/journal_commit.py --dir runs/bench/work/journal --out "$OUT/journal-commit.json"
+      [ -f runs/bench/work/mel_lcnn/manifest.json ] || $PY -c \
+        "from streamdet.bench.models import save_random_cm; save_random_cm('runs/bench/work/mel_lcnn')"
+      for round in 1 2; do
+        for mode in off normal full; do
+          rm -rf runs/bench/work/journal-serve && mkdir -p runs/bench/work/journal-serve
+          args=(--serve-arg=--journal=runs/bench/work/journal-serve/events.sqlite)
+          [ "$mode" = off ] && args=(--serve-arg=--no-journal)
+          STREAMDET_EVENTS__JOURNAL_SYNCHRONOUS=$([ "$mode" = full ] && echo full || echo normal) \
+            $PY -m streamdet bench --engine runs/bench/work/mel_lcnn --streams 16 --duration 20 --threads 1 \
+            --settle-s 10 "${args[@]}" "${WAIT[@]}" --out "$OUT/journal-$mode-$round.json"
+        done
+      done ;;
     *) echo "unknown step $step" >&2; exit 2 ;;
   esac
 done

@@ -13,6 +13,7 @@
     ├── PretrainedModelError  a front-end's pretrained model (XLS-R) cannot be loaded from its source
     ├── ConnectError          a client cannot reach the service, or its CURVE handshake fails
     ├── ServerGoneError       a subscriber heard no event or heartbeat for its timeout
+    ├── JournalError          the event journal cannot be opened (in use, unreadable) or replayed
     └── ProtocolError         a wire message (ZeroMQ frame, WHIP request) is malformed
         ├── StreamRejectedError   a well-formed frame refused by the service (limits, sequence)
         └── WhipError             a WHIP request refused by the service (with its HTTP status)
@@ -99,6 +100,11 @@ class ServerGoneError(StreamdetError, TimeoutError):
         super().__init__(f"no event or heartbeat for {timeout:g} s; is the server at {endpoint} running?")
         self.endpoint = endpoint
         self.timeout = timeout
+
+
+class JournalError(StreamdetError):
+    """The event journal cannot be opened (another service holds it, the file is not a journal) or
+    a replay from it failed (no journal on that service, a malformed answer)."""
 
 
 class ProtocolError(StreamdetError):

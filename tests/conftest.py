@@ -15,6 +15,13 @@ import pytest
 REFERENCE_ENV = "STREAMDET_REFERENCE_DATA"
 
 
+@pytest.fixture(autouse=True)
+def _event_journal_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Services a test starts (in process or as ``streamdet serve``) journal their events under the
+    test's tmp_path, not in the user's state directory; a test running two at once gives each its own."""
+    monkeypatch.setenv("STREAMDET_EVENTS__JOURNAL_PATH", str(tmp_path / "journal" / "events.sqlite"))
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     root = os.environ.get(REFERENCE_ENV)

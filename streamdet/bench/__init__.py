@@ -8,7 +8,7 @@ Modules, one job each:
 - ``model_only``  a scorer's windows/s per backend, thread count and batch size, without the service;
 - ``reference``   the authors' way of scoring against streamdet's scorer, same weights, same process;
 - ``server``      start ``streamdet serve`` (or reach one), its CPU, memory and /metrics;
-- ``load``        N concurrent real-time streams through the service over ZeroMQ, end to end;
+- ``load``        N concurrent real-time streams through the service (ZeroMQ or WHIP), end to end;
 - ``sweep``       grows N until a service-level objective fails, reports the largest N that met it;
 - ``report``      console tables, JSON files and the sweep plot (matplotlib, Agg);
 - ``runs``        the command's three modes, from parsed arguments to reports.

@@ -1,4 +1,4 @@
-"""Service load driver: N concurrent real-time streams through ``streamdet serve`` over ZeroMQ.
+"""Service load driver: N concurrent real-time streams through ``streamdet serve`` over ZeroMQ or WHIP.
 
 One step = N streams of ``duration`` seconds of 16 kHz audio, each sent in ``chunk_ms`` frames at
 real-time pace (a frame leaves when its last sample would have been captured), their starts spread
@@ -7,11 +7,16 @@ carried its window's last sample:
 
     end-to-end latency = time the score event is received − time that frame was sent
 
-both on this process's monotonic clock. A step also records windows/s, drops (the service's
-``/metrics`` counters and the ``end`` events), windows that never came (expected from the stream
-lengths), the server's CPU use and resident memory (from /proc of its pid), this client's own CPU use
-(it shares the machine), and how late the client sent frames (a client that cannot keep real-time
-pace offers less load than it claims; such a step fails).
+both on this process's monotonic clock. WHIP streams (``whip_streams``: WebRTC through
+``streamdet.client.whip_sender``, 20 ms frames handed to the encoder in real time) are matched the
+same way, the window's end moved back by the codec's look-ahead (Opus: 6.5 ms), so their latency
+covers encoding, RTP over loopback, the receiver's jitter buffer and decoding too.
+
+A step also records windows/s, drops (the service's ``/metrics`` counters and the ``end`` events),
+windows that never came (expected from the stream lengths), the server's CPU use and resident memory
+(from /proc of its pid), this client's own CPU use (it shares the machine), the load average before
+and after, and how late the client sent frames (a client that cannot keep real-time pace offers less
+load than it claims; such a step fails).
 
 The service is started or reached with ``streamdet.bench.server``. One pacing loop sends every
 stream's frames through one ``Sender`` (``streamdet.client``), so the driver stays cheap on a small
@@ -42,6 +47,10 @@ log = logging.getLogger(__name__)
 
 WHIP_FRAME_SAMPLES = SAMPLE_RATE * 20 // 1000
 """The WHIP sender's frame at 16 kHz (``streamdet.client.whip_sender.FRAME_MS`` = 20 ms)."""
+WHIP_CODECS = ("opus", "PCMU", "PCMA")
+OPUS_LOOKAHEAD_SAMPLES = round(0.0065 * SAMPLE_RATE)
+"""The Opus encoder's look-ahead (6.5 ms): decoded audio lags the input by that much, so a window's
+last decoded sample was the client's input sample this much earlier."""
 
 # --- what is sent -----------------------------------------------------------------------------------
 
@@ -100,6 +109,8 @@ class StepConfig:
     whip_streams: int = 0
     """How many of the streams (the first ones) go over WHIP instead of ZeroMQ."""
     whip_ice_addresses: tuple[str, ...] = ("127.0.0.1",)
+    whip_codec: str = "opus"
+    """The one codec the WHIP publishers offer (``WHIP_CODECS``)."""
 
     @property
     def hop_samples(self) -> int:
@@ -129,6 +140,8 @@ class StreamRecord:
 
     plan: StreamPlan
     chunk: int
+    lag_samples: int = 0
+    """How far the service's sample count runs behind the client's (a codec's look-ahead)."""
     sent: list[float] = field(default_factory=list)
     scores: int = 0
     end: dict[str, Any] | None = None
@@ -142,9 +155,10 @@ class StreamRecord:
 class Tracker:
     """Matches score events to frame send times; collects latencies and per-stream counts."""
 
-    def __init__(self, plans: Sequence[StreamPlan], chunk: int) -> None:
-        self.records = {p.stream_id: StreamRecord(p, chunk if p.transport == "zmq" else WHIP_FRAME_SAMPLES)
-                        for p in plans}
+    def __init__(self, plans: Sequence[StreamPlan], chunk: int, whip_codec: str = "opus") -> None:
+        whip_lag = OPUS_LOOKAHEAD_SAMPLES if whip_codec == "opus" else 0
+        self.records = {p.stream_id: StreamRecord(p, chunk) if p.transport == "zmq"
+                        else StreamRecord(p, WHIP_FRAME_SAMPLES, whip_lag) for p in plans}
         self.latencies: list[float] = []
         self.by_transport: dict[str, list[float]] = {}
         self.service_latencies: list[float] = []
@@ -159,7 +173,8 @@ class Tracker:
             self.foreign += 1  # another client's stream on a shared service
             return
         if event.event == "end":
-            record.end = {"windows": event.windows, "dropped": event.dropped, "reason": event.reason}
+            record.end = {"windows": event.windows, "dropped": event.dropped, "reason": event.reason,
+                          "duration": event.duration}
             return
         if event.event != "score":
             return
@@ -167,7 +182,7 @@ class Tracker:
         if self.first_score_at is None:
             self.first_score_at = received
         self.last_score_at = received
-        index = record.frame_of(round(event.end * SAMPLE_RATE))
+        index = record.frame_of(round(event.end * SAMPLE_RATE) - record.lag_samples)
         if index >= len(record.sent):
             self.unmatched += 1  # a score before its last sample was sent: impossible unless ids clash
             return
@@ -226,12 +241,15 @@ async def _publish_whip(http: str | None, plans: Sequence[StreamPlan], tracker: 
         raise BenchError("WHIP streams need the service's HTTP address (--http)")
     from streamdet.client.whip_sender import publish_array_async
 
+    if not log.isEnabledFor(logging.DEBUG):
+        logging.getLogger("aioice").setLevel(logging.WARNING)  # a line per ICE check per publisher otherwise
+
     async def one(plan: StreamPlan) -> None:
         record = tracker.records[plan.stream_id]
         await asyncio.sleep(plan.start_offset_s)
         try:
             await publish_array_async(plan.audio, SAMPLE_RATE, http, stream_id=plan.stream_id,
-                                      ice_addresses=list(config.whip_ice_addresses),
+                                      codec=config.whip_codec, ice_addresses=list(config.whip_ice_addresses),
                                       on_frame=lambda _end, sent: record.sent.append(sent))
         except Exception as exc:  # noqa: BLE001 - one failed publisher is a result, not a crash
             errors.append(f"{plan.stream_id}: {type(exc).__name__}: {exc}")
@@ -261,7 +279,9 @@ async def run_step(endpoints: Endpoints, config: StepConfig, clips: Sequence[np.
     if config.streams < 1 or config.duration_s <= 0:
         raise ConfigError("a load step needs at least one stream and a positive duration")
     plans = plan_streams(config, clips)
-    tracker = Tracker(plans, config.chunk_samples)
+    if config.whip_codec not in WHIP_CODECS:
+        raise ConfigError(f"WHIP codec {config.whip_codec!r}: choose from {', '.join(WHIP_CODECS)}")
+    tracker = Tracker(plans, config.chunk_samples, config.whip_codec)
     stats = ProcessStats(server_pid)
     lags: list[float] = []
     whip_errors: list[str] = []
@@ -324,6 +344,7 @@ def summarize(config: StepConfig, tracker: Tracker, lags: Sequence[float], start
     return {
         "streams": config.streams,
         "whip_streams": config.whip_streams,
+        "whip_codec": config.whip_codec if config.whip_streams else None,
         "whip_errors": list(whip_errors),
         "duration_s": config.duration_s,
         "hop_s": config.hop_s,
@@ -340,6 +361,9 @@ def summarize(config: StepConfig, tracker: Tracker, lags: Sequence[float], start
             "total": int(dropped_reported + missing),
         },
         "streams_ended": tracker.ended,
+        "end_reasons": sorted({r.end["reason"] for r in records if r.end}),
+        "media_sent_s": round(sum(len(r.plan.audio) for r in records) / SAMPLE_RATE, 2),
+        "media_received_s": round(sum(r.end["duration"] for r in records if r.end), 2),
         "settled": settled,
         "unmatched_scores": tracker.unmatched,
         "latency_ms": latency_summary(tracker.latencies),

@@ -57,7 +57,7 @@ def plot_sweep(steps: Sequence[dict[str, Any]], path: str | Path, slo_p99_ms: fl
     path.parent.mkdir(parents=True, exist_ok=True)
     n = [s["streams"] for s in steps]
     fig, ax = plt.subplots(figsize=(8, 4.8), dpi=110)
-    for key, style in (("p50_ms", "-o"), ("p95_ms", "-s"), ("p99_ms", "-^"), ("max_ms", ":x")):
+    for key, style in (("p50_ms", "-o"), ("p90_ms", "-s"), ("p99_ms", "-^"), ("max_ms", ":x")):
         values = [s["latency_ms"][key] if s["latency_ms"][key] is not None else float("nan") for s in steps]
         ax.plot(n, values, style, label=key.replace("_ms", ""))
     if slo_p99_ms is not None:
@@ -72,7 +72,7 @@ def plot_sweep(steps: Sequence[dict[str, Any]], path: str | Path, slo_p99_ms: fl
     cpu = [s["server"]["cpu_percent"] for s in steps]
     if any(c is not None for c in cpu):
         ax2 = ax.twinx()
-        ax2.plot(n, [c if c is not None else float("nan") for c in cpu], "--", color="gray", label="server CPU")
+        ax2.plot(n, [c if c is not None else float("nan") for c in cpu], "--d", color="gray", label="server CPU")  # a marker: one step is one point
         ax2.set_ylabel("server CPU (% of one core)")
         ax2.set_ylim(bottom=0)
         ax2.legend(loc="lower right")

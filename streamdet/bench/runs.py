@@ -133,10 +133,14 @@ def compare_reference(args: argparse.Namespace) -> int:
 # --- service load -----------------------------------------------------------------------------------
 
 
-def check_whip(count: int, streams: int) -> None:
-    """``--whip-streams``: needs this streamdet's WHIP ingest and sender (and aiortc)."""
+def check_whip(count: int, streams: int, codec: str = "opus") -> None:
+    """``--whip-streams``: needs this streamdet's WHIP ingest and sender (and aiortc), and a codec they send."""
+    from streamdet.bench.load import WHIP_CODECS
+
     if count <= 0:
         return
+    if codec not in WHIP_CODECS:
+        raise ConfigError(f"--whip-codec {codec!r}: choose from {', '.join(WHIP_CODECS)}")
     if count > streams:
         raise ConfigError(f"--whip-streams {count} is more than the {streams} streams of a step")
     try:
@@ -149,23 +153,38 @@ def check_whip(count: int, streams: int) -> None:
                           "send every stream over ZeroMQ (leave --whip-streams out)")
 
 
+def shipped_cm() -> Path:
+    """The CM ``streamdet serve`` scores with when no ``--engine`` is given (and so does the load test)."""
+    from streamdet.pretrained import default_cm_dir
+
+    directory = default_cm_dir()
+    if not (directory / "manifest.json").is_file():
+        raise ConfigError(f"no --engine given and the shipped CM is missing ({directory}); pass --engine CM_DIR")
+    return directory
+
+
 def service(args: argparse.Namespace) -> int:
     from streamdet.bench.load import StepConfig, load_clips, run_step
     from streamdet.bench.server import Endpoints, ServerProcess
     from streamdet.bench.sweep import DEFAULT_SWEEP, SLO, parse_counts, sweep
 
     connect = args.connect or args.ingest or args.events
-    if bool(connect) == bool(args.engine):
+    if connect and args.engine:
         raise ConfigError("give --engine CM_DIR (a server is started) or --connect HOST / --ingest and --events")
     if len(args.engine) > 1:
         raise ConfigError("the service benchmark takes one --engine")
+    engine: str | None = None  # a running service: nothing to start
+    if args.engine:
+        engine = args.engine[0]
+    elif not connect:
+        engine = str(shipped_cm())
     try:
         counts = parse_counts(args.streams) if args.streams else (list(DEFAULT_SWEEP) if args.sweep else [16])
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     if not args.sweep and len(counts) > 1:
         raise ConfigError("several stream counts need --sweep")
-    check_whip(args.whip_streams, min(counts))
+    check_whip(args.whip_streams, min(counts), args.whip_codec)
     clips = load_clips(args.audio) if args.audio else []
     slo = SLO(p99_ms=args.slo_p99_ms, max_drops=args.slo_max_drops)
     serve_args = list(args.serve_arg) + [f"--hop-samples={round(args.hop * 16000)}"]
@@ -178,8 +197,8 @@ def service(args: argparse.Namespace) -> int:
 
     async def main() -> dict[str, Any]:
         server = None
-        if args.engine:
-            server = ServerProcess(args.engine[0], serve_args, device=args.device)
+        if engine is not None:
+            server = ServerProcess(engine, serve_args, device=args.device)
             endpoints = await server.start()
             pid = server.pid
         else:
@@ -190,8 +209,8 @@ def service(args: argparse.Namespace) -> int:
 
         async def step(n: int) -> dict[str, Any]:
             config = StepConfig(streams=n, duration_s=args.duration, hop_s=args.hop, chunk_ms=args.chunk_ms,
-                                settle_s=args.settle_s, id_prefix=f"bench-{int(time.time())}-n{n}",
-                                whip_streams=args.whip_streams)
+                                settle_s=args.settle_s, seed=args.seed, id_prefix=f"bench-{int(time.time())}-n{n}",
+                                whip_streams=args.whip_streams, whip_codec=args.whip_codec)
             result = await run_step(endpoints, config, clips, pid)
             await asyncio.sleep(1.0)  # let the service finish the last streams' bookkeeping
             return result
@@ -211,8 +230,9 @@ def service(args: argparse.Namespace) -> int:
         raise ConfigError(str(exc)) from exc
     plot = args.plot or out.with_suffix(".png")
     plot_sweep(result["steps"], plot, slo.p99_ms,
-               title=f"streamdet serve, {Path(args.engine[0]).name if args.engine else 'remote'}, "
-                     f"hop {args.hop:g} s")
+               title=f"streamdet serve, {Path(engine).name if engine else 'remote'}, "
+                     f"hop {args.hop:g} s" + (f", {args.whip_streams} per step over WHIP ({args.whip_codec})"
+                                         if args.whip_streams else ""))
     best = result["max_streams_meeting_slo"]
     if args.sweep:
         print(f"largest stream count meeting the SLO (p99 <= {slo.p99_ms:.0f} ms, drops <= {slo.max_drops}): "
@@ -221,10 +241,11 @@ def service(args: argparse.Namespace) -> int:
     _finish(args, "sweep" if args.sweep else "service", {
         "kind": "service_sweep" if args.sweep else "service", "machine": machine_info(),
         "loadavg_before": load, "loadavg_after": load_average(),
-        "config": {"engine": args.engine[0] if args.engine else None, "counts": counts,
+        "config": {"engine": engine, "counts": counts,
                    "duration_s": args.duration, "hop_s": args.hop, "chunk_ms": args.chunk_ms,
                    "audio": [str(a) for a in args.audio] or "synthetic", "device": args.device,
-                   "whip_streams": args.whip_streams},
+                   "whip_streams": args.whip_streams,
+                   "whip_codec": args.whip_codec if args.whip_streams else None, "seed": args.seed},
         "plot": str(plot), **result,
     })
     return 0 if (best is not None if args.sweep else result["steps"][0]["slo_met"]) else 1

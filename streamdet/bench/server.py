@@ -194,7 +194,7 @@ def scrape_metrics(http: str | None, timeout_s: float = 10.0) -> dict[str, float
 
 
 def metrics_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
-    """What one step added to the service's counters: scored, dropped, rejects, batches."""
+    """What one step added to the service's counters: scored, dropped, rejects, batches, WHIP media."""
     if not after:
         return {}
 
@@ -216,6 +216,8 @@ def metrics_delta(before: dict[str, float], after: dict[str, float]) -> dict[str
         "windows_dropped": int(delta("streamdet_windows_dropped_total")),
         "windows_dropped_by_reason": {k: int(v) for k, v in by_reason.items()},
         "rejects": int(delta("streamdet_ingest_rejects_total")),
+        "whip_rejects": int(delta("streamdet_whip_rejects_total")),
+        "whip_concealed_s": round(delta("streamdet_whip_concealed_seconds_total"), 3),
         "frames": int(delta("streamdet_ingest_frames_total")),
         "batches": int(batches),
         "mean_batch_size": round(delta("streamdet_batch_size_sum") / batches, 3) if batches else None,

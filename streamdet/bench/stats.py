@@ -7,13 +7,13 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-PERCENTILES = (50, 95, 99)
+PERCENTILES = (50, 90, 95, 99)
 
 
 def latency_summary(seconds: Sequence[float]) -> dict[str, float | int | None]:
-    """p50, p95, p99, max and mean of latencies given in seconds, reported in milliseconds."""
+    """p50, p90, p95, p99, max and mean of latencies given in seconds, reported in milliseconds."""
     if len(seconds) == 0:
-        return {"count": 0, "p50_ms": None, "p95_ms": None, "p99_ms": None, "max_ms": None, "mean_ms": None}
+        return {"count": 0, **{f"p{q}_ms": None for q in PERCENTILES}, "max_ms": None, "mean_ms": None}
     ms = np.asarray(seconds, dtype=np.float64) * 1000.0
     summary: dict[str, float | int | None] = {"count": int(ms.size)}
     for q in PERCENTILES:

@@ -81,7 +81,7 @@ def step_line(step: dict[str, Any]) -> str:
     cpu = f"{server['cpu_percent']:.0f}%" if server["cpu_percent"] is not None else "n/a"
     verdict = "OK" if step.get("slo_met", True) else "FAIL: " + "; ".join(step.get("slo_failures", []))
     fmt = lambda v: f"{v:.0f}" if v is not None else "-"  # noqa: E731
-    return (f"{step['streams']:>4} streams: {step['windows_per_s']:7.2f} windows/s, latency p50/p95/p99/max "
-            f"{fmt(lat['p50_ms'])}/{fmt(lat['p95_ms'])}/{fmt(lat['p99_ms'])}/{fmt(lat['max_ms'])} ms, "
-            f"drops {step['drops']['total']}, server CPU {cpu}, client CPU {step['client_cpu_percent']:.0f}%  "
-            f"{verdict}")
+    return (f"{step['streams']:>4} streams: {step['windows_per_s']:7.2f} windows/s, latency p50/p90/p99/max "
+            f"{fmt(lat['p50_ms'])}/{fmt(lat['p90_ms'])}/{fmt(lat['p99_ms'])}/{fmt(lat['max_ms'])} ms, "
+            f"drops {step['drops']['total']}, server CPU {cpu}, client CPU {step['client_cpu_percent']:.0f}%, "
+            f"load {step['loadavg_before'][0]:.2f} -> {step['loadavg_after'][0]:.2f}  {verdict}")

@@ -16,33 +16,64 @@ so that a quiet service can be told from a gone one. ``Subscriber`` subscribes t
 topics and consumes them in ``recv``: ``recv(idle_timeout=T)`` raises ``ServerGoneError`` once T
 seconds pass with neither an event nor a heartbeat. ``last_heard`` and ``last_heartbeat`` tell how
 recently the service spoke.
+
+Nothing lost: every event carries its node's sequence number ``seq`` and every heartbeat the last
+one sent. Given the service's HTTP address (``replay="http://127.0.0.1:8080"``), a ``Subscriber``
+fills any gap it notices (a jump in ``seq``, a heartbeat ahead of what it has seen) from the
+service's journal before it returns the next live event, and with ``since`` it first replays the
+journal from there (``Since(seq=120)`` or ``Since(wall_time=...)``) and then follows live. It
+subscribes before it replays, so nothing falls between the two, and drops what it has already
+returned (a live copy of a replayed event): events come out once each, in ``seq`` order per node.
+Events it cannot recover (deleted by the journal's retention, no journal, no HTTP) are reported:
+passed to ``on_missed`` (logged as a warning when there is none) and listed in ``missed``. With topic filters a jump in ``seq`` may
+only be other topics' events: the replay, filtered alike, tells.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 
 import zmq
 import zmq.asyncio
 from zmq.utils.monitor import recv_monitor_message
 
-from streamdet.errors import ProtocolError, ServerGoneError
+from streamdet.client.replay import MissedEvents, Since, fetch_journal
+from streamdet.errors import JournalError, ProtocolError, ServerGoneError
 from streamdet.service.curve import make_client
 from streamdet.service.events import HEARTBEAT_TOPIC, Event, Heartbeat, decode_event, decode_heartbeat
 
 DEFAULT_EVENTS = "tcp://127.0.0.1:5556"
 _HEARTBEAT = HEARTBEAT_TOPIC.encode()
+log = logging.getLogger(__name__)
 
 
 class Subscriber:
     def __init__(self, endpoint: str = DEFAULT_EVENTS, topics: Sequence[str] = ("",), *,
                  server_key: str | Path | None = None, client_secret_key: str | Path | None = None,
-                 context: zmq.asyncio.Context | None = None) -> None:
+                 context: zmq.asyncio.Context | None = None, replay: str | None = None,
+                 since: Since | None = None, on_missed: Callable[[MissedEvents], None] | None = None) -> None:
+        if since is not None and replay is None:
+            raise ValueError("since needs replay (the service's HTTP address)")
         self.endpoint = endpoint
+        self.topics = tuple(topics)
+        self.replay = replay
+        self._since = since
+        self._on_missed = on_missed
+        self.missed: list[MissedEvents] = []
+        """Events that could not be recovered, in the order noticed."""
+        self.duplicates = 0
+        """Live copies of events already returned (from a replay), dropped."""
+        self.replayed = 0
+        """Events returned from the journal rather than live."""
+        self._through: dict[str, int] = {}
+        # Per node, the highest seq up to which every event of our topics has been returned.
+        self._ready: deque[Event] = deque()
         self._own_context = context is None
         self._context = context or zmq.asyncio.Context()
         self._socket = self._context.socket(zmq.SUB)
@@ -51,6 +82,7 @@ class Subscriber:
             make_client(self._socket, server_key, client_secret_key)
         # Watch the handshake so callers can wait for it: PUB/SUB drops what is published before it.
         self._monitor = self._socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        self._socket.rcvhwm = 0  # no limit: live events queue here while a replay is fetched
         # A message matching several subscriptions is still delivered once.
         for topic in (*topics, HEARTBEAT_TOPIC):
             self._socket.subscribe(topic)
@@ -79,9 +111,13 @@ class Subscriber:
         ``idle_timeout``: ``ServerGoneError`` as soon as neither an event nor a heartbeat has come for
         that many seconds; heartbeats keep it waiting as long as the service is up.
         """
+        if self._since is not None:
+            await self.wait_connected()  # subscribed first: what is published during the replay queues
+            await self._replay_since(self._since)
+            self._since = None
         start = last_heard = time.monotonic()
         event_deadline = math.inf if timeout is None else start + timeout
-        while True:
+        while not self._ready:
             idle_deadline = math.inf if idle_timeout is None else last_heard + idle_timeout
             deadline = min(event_deadline, idle_deadline)
             wait = None if deadline == math.inf else max(0.0, deadline - time.monotonic())
@@ -95,8 +131,99 @@ class Subscriber:
             last_heard = self.last_heard = time.monotonic()
             if topic == _HEARTBEAT:
                 self._note_heartbeat(payload)
+                await self._check_heartbeat()
                 continue
-            return decode_event(payload)
+            await self._take_live(decode_event(payload))
+        return self._ready.popleft()
+
+    async def _check_heartbeat(self) -> None:
+        heartbeat = self.last_heartbeat
+        if heartbeat is None or not heartbeat.node:
+            return
+        through = self._through.get(heartbeat.node)
+        if through is None:  # first word from this node: follow it from here
+            self._through[heartbeat.node] = heartbeat.last_seq
+        elif heartbeat.last_seq < through:
+            # The node's sequence went back: it restarted without its journal. Follow the new one
+            # (its events before this heartbeat were taken for duplicates: at most one interval's).
+            log.warning("node %s restarted its sequence (at %d, was %d): its journal was lost or replaced",
+                        heartbeat.node, heartbeat.last_seq, through)
+            self._through[heartbeat.node] = heartbeat.last_seq
+        else:
+            await self._fill(heartbeat.node, heartbeat.last_seq)
+
+    async def _take_live(self, event: Event) -> None:
+        if not event.node or not event.seq:  # a service older than sequence numbers
+            self._ready.append(event)
+            return
+        through = self._through.get(event.node)
+        if through is None:  # first word from this node: follow it from here
+            through = self._through[event.node] = event.seq - 1
+        if event.seq > through + 1:
+            await self._fill(event.node, event.seq - 1)
+        if event.seq <= self._through[event.node]:  # returned already (replayed)
+            self.duplicates += 1
+            return
+        self._through[event.node] = event.seq
+        self._ready.append(event)
+
+    async def _fill(self, node: str, upto: int) -> None:
+        """Return (queue) the events of ``node`` after ``_through[node]`` up to ``upto`` from the journal,
+        and report those that are not there."""
+        after = self._through[node]
+        if upto <= after:
+            return
+        if self.replay is None:
+            if self.topics == ("",) or "" in self.topics:  # everything subscribed: a jump is a loss
+                self._report(MissedEvents(node, after + 1, upto, "no replay address given"))
+            self._through[node] = upto
+            return
+        try:
+            async for page in fetch_journal(self.replay, Since(seq=after), self.topics, until=upto):
+                if page.node != node:
+                    self._report(MissedEvents(node, after + 1, upto, f"{self.replay} is node {page.node}"))
+                    break
+                self._check_retention(node, after, page.first_seq, upto)
+                # Only the gap: what follows it is on its way live (queued in the socket).
+                self._queue_replayed(node, [e for e in page.events if e.seq <= upto])
+                self._through[node] = max(self._through[node], min(page.through, upto))
+                after = page.through
+        except JournalError as exc:
+            self._report(MissedEvents(node, self._through[node] + 1, upto, str(exc)))
+        self._through[node] = max(self._through[node], upto)
+
+    async def _replay_since(self, since: Since) -> None:
+        assert self.replay is not None
+        try:
+            async for page in fetch_journal(self.replay, since, self.topics):
+                node = page.node
+                if node not in self._through:
+                    start = since.seq if since.seq is not None else 0  # a time: the page holds its events
+                    self._through[node] = start
+                    if since.seq is not None:
+                        self._check_retention(node, since.seq, page.first_seq, page.last_seq)
+                self._queue_replayed(node, page.events)
+                self._through[node] = max(self._through[node], page.through)
+        except JournalError as exc:
+            raise JournalError(f"cannot replay: {exc}") from exc
+
+    def _check_retention(self, node: str, after: int, first_kept: int, upto: int) -> None:
+        if first_kept > after + 1:
+            self._report(MissedEvents(node, after + 1, min(first_kept - 1, upto),
+                                      "no longer in the journal (retention)"))
+
+    def _queue_replayed(self, node: str, events: list[Event]) -> None:
+        for event in events:
+            if event.seq > self._through[node]:
+                self._ready.append(event)
+                self.replayed += 1
+
+    def _report(self, missed: MissedEvents) -> None:
+        self.missed.append(missed)
+        if self._on_missed is not None:
+            self._on_missed(missed)
+        else:
+            log.warning("%s", missed)
 
     def _note_heartbeat(self, payload: bytes) -> None:
         # A heartbeat proves the service is alive even when its body cannot be read (another version).
@@ -128,7 +255,8 @@ class Subscriber:
 def iter_events(endpoint: str = DEFAULT_EVENTS, topics: Sequence[str] = ("",), *,
                 timeout: float | None = None, server_key: str | Path | None = None,
                 client_secret_key: str | Path | None = None) -> Iterator[Event]:
-    """Blocking iteration over events; stops after ``timeout`` seconds without one (None: never)."""
+    """Blocking iteration over events; stops after ``timeout`` seconds without one (None: never).
+    No replay here: a script that must not miss events uses ``Subscriber`` with ``replay``."""
     context = zmq.Context()
     socket = context.socket(zmq.SUB)
     socket.linger = 0

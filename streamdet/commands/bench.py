@@ -3,7 +3,8 @@
     streamdet bench --model-only --arch mel_lcnn --batch-sizes 1,2,4,8 --threads 1,2
     streamdet bench --model-only --engine engines/cm --engine engines/cm-onnx --backend torch,onnxruntime
     streamdet bench --compare-reference --arch w2v2_aasist
-    streamdet bench --engine engines/codec_mellcnn --streams 16 --duration 60
+    streamdet bench --streams 16 --duration 60          # the shipped CM, as `streamdet serve` scores
+    streamdet bench --streams 10 --whip-streams 10 --duration 60   # 10 WebRTC (WHIP, Opus) publishers
     streamdet bench --engine engines/codec_mellcnn --sweep --duration 60 --out bench/sweep.json
 
 Every mode prints a table and writes JSON (``--out``); the service modes also write a PNG plot.
@@ -69,7 +70,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--batch", type=int, help="streamdet's batch size (default: --windows)")
     c.add_argument("--onnx", type=Path, help="also time this ONNX engine, exported from the same weights")
 
-    s = p.add_argument_group("service load")
+    s = p.add_argument_group("service load", "without --engine or --connect: a server with the shipped CM, "
+                             "as `streamdet serve` starts without --engine")
     s.add_argument("--streams", default=None, help="N, or a comma list of N for --sweep")
     s.add_argument("--sweep", action="store_true", help="grow N until the SLO fails (default 4,8,16,24,...)")
     s.add_argument("--keep-going", action="store_true", help="with --sweep: run every N even after a failure")
@@ -90,6 +92,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--plot", type=Path, help="PNG plot path (default: --out with .png)")
     s.add_argument("--whip-streams", type=int, default=0,
                    help="send this many of each step's streams over WebRTC (WHIP, Opus) instead of ZeroMQ")
+    s.add_argument("--whip-codec", default="opus", help="what the WHIP publishers send: opus (default), PCMU, PCMA")
+    s.add_argument("--seed", type=int, default=0, help="seed of the streams' start offsets (default 0)")
     p.set_defaults(func=run)
 
 

@@ -39,6 +39,8 @@ FLAGS: tuple[tuple[str, str, str, Any, str], ...] = (
     ("--hop-samples", "window", "hop_samples", int, "samples (16 kHz) between window starts"),
     ("--http-host", "http", "host", str, "address of /healthz, /readyz, /metrics"),
     ("--http-port", "http", "port", int, "port of the HTTP side (0 = any free port)"),
+    ("--node-id", "events", "node_id", str, "this service's id in events (default: kept in the journal)"),
+    ("--journal", "events", "journal_path", Path, "the event journal's SQLite file"),
     ("--max-streams", "limits", "max_streams", int, "most concurrent streams"),
     ("--max-frame-bytes", "limits", "max_frame_bytes", int, "largest accepted payload"),
     ("--idle-timeout", "limits", "idle_timeout_s", float, "end a stream silent for this many seconds"),
@@ -64,6 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-http", action="store_true", help="do not serve /healthz, /readyz, /metrics")
     parser.add_argument("--no-whip", action="store_true", help="no WebRTC ingest (POST /whip/<stream_id>)")
     parser.add_argument("--no-page", action="store_true", help="no monitoring page (/ and /events)")
+    parser.add_argument("--no-journal", action="store_true", help="publish events without journaling them "
+                        "(no replay; sequence numbers restart)")
     parser.add_argument("--log-format", choices=["text", "json"], help="log lines as text or JSON")
     parser.set_defaults(func=run)
 
@@ -86,6 +90,8 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
         overrides.setdefault("whip", {})["enabled"] = False
     if args.no_page:
         overrides.setdefault("http", {})["page"] = False
+    if args.no_journal:
+        overrides.setdefault("events", {})["journal"] = False
     if args.log_format:
         overrides["log_format"] = args.log_format
     return overrides

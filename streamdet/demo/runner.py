@@ -48,6 +48,8 @@ def demo_settings(options: DemoOptions) -> Settings:
         "ingest": {"endpoint": LOOPBACK_ANY_PORT},
         "alerts": {"endpoint": LOOPBACK_ANY_PORT},
         "http": {"enabled": True, "host": "127.0.0.1", "port": options.http_port},
+        # A demo's events need no replay, and it must not contend with a `streamdet serve` for its journal.
+        "events": {"journal": False},
     }
     scoring = {key: value for key, value in (("engine", options.engine), ("device", options.device))
                if value is not None}

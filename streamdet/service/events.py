@@ -11,6 +11,12 @@ Both probabilities are published: ``p_spoof = 1 - p_bonafide``; ``spoof_threshol
 and ``spoof`` is the window's verdict (``p_spoof >= spoof_threshold``, decided by
 ``streamdet.stream.policy``). ``threshold`` repeats ``spoof_threshold`` for older subscribers
 (deprecated). See docs/protocol.md.
+
+Every event carries where it sits in the node's history (``EventPublisher`` stamps them): ``node``
+(the service's id), ``seq`` (the node's event counter: only grows, across restarts, since the
+journal keeps it), ``stream_seq`` (the event's number within its stream, from 1) and ``event_id``
+(``<node>-<seq>``: the same id whichever way the event arrives, live or replayed, so consumers
+deduplicate on it). They default to empty/0 so events of older services still decode.
 """
 
 from __future__ import annotations
@@ -53,13 +59,15 @@ class WindowEvent:
     model_id: str
     latency_ms: float
     """From the arrival of the window's last sample at the service to publication."""
-    node: str = ""
-    seq: int = 0
-    stream_seq: int = 0
-    event_id: str = ""
-    """Set by the publisher (``EventPublisher.publish``): the node's name, the event's number on the
-    node and within its stream, and an id unique across nodes (webhooks' idempotency key)."""
     v: int = EVENT_VERSION
+    node: str = ""
+    """The publishing service's id (``events.node_id``)."""
+    seq: int = 0
+    """The node's sequence number: 1, 2, 3... over all its events, across restarts (0: not stamped)."""
+    stream_seq: int = 0
+    """The event's number within its stream: 1, 2, 3... (0: not stamped)."""
+    event_id: str = ""
+    """``<node>-<seq>``: unique, and the same for the live and the replayed copy of an event."""
 
     @property
     def topic(self) -> str:
@@ -82,12 +90,15 @@ class EndEvent:
     wall_time: float
     model_id: str
     event: str = "end"
-    node: str = ""
-    seq: int = 0
-    stream_seq: int = 0
-    event_id: str = ""
-    """As on ``WindowEvent``: set by the publisher."""
     v: int = EVENT_VERSION
+    node: str = ""
+    """The publishing service's id (``events.node_id``)."""
+    seq: int = 0
+    """The node's sequence number: 1, 2, 3... over all its events, across restarts (0: not stamped)."""
+    stream_seq: int = 0
+    """The event's number within its stream: 1, 2, 3... (0: not stamped)."""
+    event_id: str = ""
+    """``<node>-<seq>``: unique, and the same for the live and the replayed copy of an event."""
 
     @property
     def topic(self) -> str:
@@ -104,6 +115,10 @@ class Heartbeat:
     active_streams: int
     event: str = "heartbeat"
     v: int = EVENT_VERSION
+    node: str = ""
+    last_seq: int = 0
+    """The ``seq`` of the node's last event sent before this heartbeat (0: none yet): a subscriber
+    that has seen less has missed events, even when the service is quiet."""
 
     @property
     def topic(self) -> str:
@@ -125,7 +140,11 @@ def _from_json(cls: type, data: dict[str, Any]) -> Any:
 
 def decode_event(payload: bytes | str) -> Event:
     """Parse an event's JSON (the second part); unknown keys from newer v1 services are ignored."""
-    data: dict[str, Any] = json.loads(payload)
+    return event_from_dict(json.loads(payload))
+
+
+def event_from_dict(data: dict[str, Any]) -> Event:
+    """An event from its parsed JSON object (extra keys, e.g. a replay's ``topic``, are ignored)."""
     return _from_json(EndEvent if data.get("event") in ("end", "ended") else WindowEvent, data)
 
 

@@ -37,6 +37,13 @@ class ServiceMetrics:
                                  "Arrival of a window's last sample to publication of its score",
                                  buckets=LATENCY_BUCKETS, registry=r)
         self.alerts = Counter("streamdet_alerts", "Alert transitions, by event", ["event"], registry=r)
+        self.journal_batch = Histogram("streamdet_journal_batch_events", "Events per journal commit",
+                                       buckets=BATCH_BUCKETS, registry=r)
+        self.journal_delay = Histogram("streamdet_journal_delay_seconds",
+                                       "Publication of an event to its batch's commit: the longest wait in each "
+                                       "batch", buckets=LATENCY_BUCKETS, registry=r)
+        self.journal_failures = Counter("streamdet_journal_failures", "Batches published without being journaled "
+                                        "(the journal failed: see the log)", registry=r)
         self.ready = Gauge("streamdet_ready", "1 once the scorer is warm and sockets are bound", registry=r)
         # WebRTC ingest (WHIP); its accepted audio frames count in streamdet_ingest_frames{adapter="whip"}.
         self.whip_rejects = Counter("streamdet_whip_rejects", "WHIP requests refused, by reason", ["reason"],

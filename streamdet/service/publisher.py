@@ -10,28 +10,33 @@ queue and iterate asynchronously::
 A slow listener loses its oldest events (counted in ``listener.dropped``), never slows publishing.
 Iteration ends when the listener is closed or the publisher shuts down.
 
-Sinks (``streamdet.service.sinks``: Redis Streams, webhooks) get every event after the socket and
-the listeners; each queues internally and delivers on its own task, so none can slow publishing.
-
-``publish`` stamps each event with the node's name, a number (``seq``, per process here), a number
-within its stream (``stream_seq``) and an ``event_id`` unique across nodes and restarts.
-
 ``run_heartbeats`` sends a ``Heartbeat`` (topic ``hb.``) on the socket at a fixed interval, so that
-ZeroMQ subscribers can tell a quiet service from a gone one; in-process listeners need none.
+ZeroMQ subscribers can tell a quiet service from a gone one; in-process listeners need none. Each
+carries the ``seq`` of the last event sent, so a subscriber notices missed events while all is quiet.
+
+Every event is stamped first (``node``, ``seq``, ``stream_seq``, ``event_id``). With a journal, stamped
+events wait in a batch that one writer task appends to the journal in a thread of its own (one
+transaction per batch; events arriving meanwhile form the next batch: group commit), and only a
+committed batch goes out: to the socket, the listeners and the sinks (``streamdet.service.sinks``),
+in ``seq`` order. So the event loop never waits on the disk, and an event anyone has seen is in the
+journal. Should the journal fail (disk full), the batch is published all the same, logged and
+counted in ``journal_failures``: a live alert matters more than its replayability. Without a journal
+events go out at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import zmq
 
 from streamdet.service.events import Event, Heartbeat, encode_event
+from streamdet.service.journal import Journal, make_node_id
 from streamdet.service.sinks import EventSink
 
 log = logging.getLogger(__name__)
@@ -86,49 +91,37 @@ class EventListener:
 
 
 class EventPublisher:
-    """Publishes events; ``socket`` is a bound PUB socket (sync API) or None for in-process only."""
+    """Publishes events; ``socket`` is a bound PUB socket (sync API) or None for in-process only.
+
+    ``journal``: append events there before publishing them; its node id and last ``seq`` carry on.
+    ``node``: the node id without a journal (default: made up now, so ids stay unique).
+    ``on_commit(events, seconds, stored)``: after each journal batch, its size, how long its first
+    event waited, and whether the journal stored it (metrics).
+    """
 
     def __init__(self, socket: zmq.Socket | None = None, listener_queue: int = 1_000,
-                 on_publish: Callable[[Event], None] | None = None, node: str = "") -> None:
+                 on_publish: Callable[[Event], None] | None = None, *, journal: Journal | None = None,
+                 node: str | None = None, on_commit: Callable[[int, float, bool], None] | None = None) -> None:
         self._socket = socket
         self._listener_queue = listener_queue
         self._listeners: set[EventListener] = set()
         self._on_publish = on_publish
         self.send_failures = 0
-        self.node = node
-        # The process's start time in ms keeps event ids unique across restarts of a node.
-        self._boot = f"{int(time.time() * 1000):x}"
-        self._seq = itertools.count(1)
+        self.journal = journal
+        self.node = journal.node if journal is not None else (node or make_node_id())
+        self._seq = journal.last_seq if journal is not None else 0
+        self.last_sent_seq = self._seq
+        """The ``seq`` of the last event sent (before a restart, the journal's: subscribers replay the rest)."""
         self._stream_seq: dict[str, int] = {}
-        self.sinks: list[EventSink] = []
-
-    def add_sink(self, sink: EventSink) -> None:
-        """Register a sink (before ``start_sinks``); it gets every event from then on."""
-        self.sinks.append(sink)
-
-    async def start_sinks(self) -> None:
-        for sink in self.sinks:
-            await sink.start()
-
-    async def close_sinks(self) -> None:
-        """Close every sink: each delivers what it can in its own time limit and keeps the rest."""
-        for sink in self.sinks:
-            try:
-                await sink.close()
-            except Exception:  # one sink failing to close must not keep the others open
-                log.exception("closing sink %s failed", sink.name)
-
-    def _stamp(self, event: Event) -> Event:
-        seq = next(self._seq)
-        stream_seq = self._stream_seq.get(event.stream_id, 0) + 1
-        # The stream's last event (``ended`` follows an ``end`` with its alert raised): forget the
-        # stream, whose id may start again.
-        if event.event == "ended" or (event.event == "end" and not event.alert):
-            self._stream_seq.pop(event.stream_id, None)
-        else:
-            self._stream_seq[event.stream_id] = stream_seq
-        return replace(event, node=self.node, seq=seq, stream_seq=stream_seq,
-                       event_id=f"{self.node}:{self._boot}:{seq}")
+        self._pending: list[Event] = []
+        self._pending_since = 0.0
+        self._on_commit = on_commit
+        self._writer: asyncio.Task[None] | None = None
+        self._executor = (ThreadPoolExecutor(1, thread_name_prefix="streamdet-journal")
+                          if journal is not None else None)
+        self._sinks: list[EventSink] = []
+        self.journal_failures = 0
+        self.sink_failures = 0
 
     def listen(self, prefix: str = "", maxsize: int | None = None) -> EventListener:
         """A new in-process listener for topics starting with ``prefix`` (e.g. ``alert.``)."""
@@ -136,23 +129,105 @@ class EventPublisher:
         self._listeners.add(listener)
         return listener
 
+    def add_sink(self, sink: EventSink) -> None:
+        """Hand every committed batch to ``sink`` too (before ``start``)."""
+        self._sinks.append(sink)
+
+    async def start(self) -> None:
+        for sink in self._sinks:
+            await sink.start()
+
     def publish(self, event: Event) -> None:
-        event = self._stamp(event)
-        topic = event.topic
-        if self._socket is not None:
+        """Stamp ``event`` and publish it: at once without a journal, after its commit with one."""
+        stamped = self._stamp(event)
+        if self.journal is None:
+            self._send([stamped], [encode_event(stamped)])
+            return
+        if not self._pending:
+            self._pending_since = time.monotonic()
+        self._pending.append(stamped)
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write_pending(),
+                                                                  name="streamdet-journal-writer")
+
+    def _stamp(self, event: Event) -> Event:
+        self._seq += 1
+        stream_seq = self._stream_seq.get(event.stream_id, 0) + 1
+        # An end without an alert, or the ``ended`` after it, is the stream's last event.
+        if event.event == "ended" or (event.event == "end" and not event.alert):
+            self._stream_seq.pop(event.stream_id, None)
+        else:
+            self._stream_seq[event.stream_id] = stream_seq
+        return replace(event, node=self.node, seq=self._seq, stream_seq=stream_seq,
+                       event_id=f"{self.node}-{self._seq}")
+
+    async def _write_pending(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._pending:
+                batch, self._pending, since = self._pending, [], self._pending_since
+                failures = self.journal_failures
+                try:
+                    messages = await loop.run_in_executor(self._executor, self._journal_batch, batch)
+                except Exception:  # a bug in the writer: still publish
+                    log.exception("journal writer failed")
+                    self.journal_failures += 1
+                    messages = [encode_event(event) for event in batch]
+                if self._on_commit is not None:
+                    self._on_commit(len(batch), time.monotonic() - since, self.journal_failures == failures)
+                self._send(batch, messages)
+        finally:
+            self._writer = None
+
+    def _journal_batch(self, batch: list[Event]) -> list[list[bytes]]:
+        """In the writer thread: encode the batch (once, for the journal and the socket) and commit it."""
+        messages = [encode_event(event) for event in batch]
+        assert self.journal is not None
+        try:
+            self.journal.append([(event.seq, event.wall_time, event.topic, message[1])
+                                 for event, message in zip(batch, messages, strict=True)])
+        except Exception as exc:  # sqlite3.Error, OSError (disk full): publish unjournaled
+            self.journal_failures += 1
+            log.error("journal: %d event(s) (seq %d-%d) not stored: %s", len(batch), batch[0].seq,
+                      batch[-1].seq, exc)
+        return messages
+
+    def _send(self, batch: list[Event], messages: list[list[bytes]]) -> None:
+        for event, message in zip(batch, messages, strict=True):
+            topic = event.topic
+            if self._socket is not None:
+                try:
+                    # PUB never blocks: ZeroMQ drops for a subscriber whose queue is full (its HWM).
+                    self._socket.send_multipart(message, flags=zmq.NOBLOCK)
+                except zmq.ZMQError as exc:
+                    self.send_failures += 1
+                    log.warning("publishing %s failed: %s", topic, exc)
+            self.last_sent_seq = event.seq
+            for listener in list(self._listeners):
+                if topic.startswith(listener.prefix):
+                    listener._put(event)
+            if self._on_publish is not None:
+                self._on_publish(event)
+        for sink in self._sinks:
             try:
-                # PUB never blocks: ZeroMQ drops for a subscriber whose queue is full (its HWM).
-                self._socket.send_multipart(encode_event(event), flags=zmq.NOBLOCK)
-            except zmq.ZMQError as exc:
-                self.send_failures += 1
-                log.warning("publishing %s failed: %s", topic, exc)
-        for listener in list(self._listeners):
-            if topic.startswith(listener.prefix):
-                listener._put(event)
-        if self._on_publish is not None:
-            self._on_publish(event)
-        for sink in self.sinks:
-            sink.deliver([event])
+                sink.deliver(batch)
+            except Exception:
+                self.sink_failures += 1
+                log.exception("event sink %s failed on %d event(s)", sink.name, len(batch))
+
+    async def flush(self) -> None:
+        """Until every event published so far is journaled and sent."""
+        while self._writer is not None:
+            await asyncio.shield(self._writer)
+
+    async def drain(self) -> None:
+        """Flush, then close the sinks (each sends what it has queued): before ``close``."""
+        await self.flush()
+        for sink in self._sinks:
+            try:
+                await sink.close()
+            except Exception:
+                log.exception("closing event sink %s failed", sink.name)
 
     def send_heartbeat(self, heartbeat: Heartbeat) -> None:
         """On the socket only (never blocks; dropped for a subscriber that is not keeping up)."""
@@ -168,13 +243,20 @@ class EventPublisher:
         """A heartbeat now and every ``interval_s`` seconds, forever (cancel to stop)."""
         while True:
             self.send_heartbeat(Heartbeat(wall_time=time.time(), interval_s=interval_s, model_id=model_id,
-                                          active_streams=active_streams()))
+                                          active_streams=active_streams(), node=self.node,
+                                          last_seq=self.last_sent_seq))
             await asyncio.sleep(interval_s)
 
     def close(self) -> None:
-        """End every listener's iteration and close the socket."""
+        """End every listener's iteration, close the socket and the journal (``drain`` first, to
+        publish what is still being written)."""
         for listener in list(self._listeners):
             listener.close()
         if self._socket is not None:
             self._socket.close(linger=1000)
             self._socket = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        if self.journal is not None:
+            self.journal.close()

@@ -31,11 +31,12 @@ from streamdet.service.curve import make_server, start_authenticator
 from streamdet.service.http import build_app
 from streamdet.service.ingest import IngestAdapter, IngestContext, RejectReporter, ServesHttp, UsesCurve
 from streamdet.service.ingest.plugins import build_ingests
+from streamdet.service.journal import Journal, default_journal_path
 from streamdet.service.metrics import ServiceMetrics
 from streamdet.service.publisher import EventListener, EventPublisher
 from streamdet.service.registry import StreamRegistry
 from streamdet.service.settings import Settings
-from streamdet.service.sinks import build_sinks
+from streamdet.service.sinks import EventSink, build_sinks
 from streamdet.stream.policy import StreamPolicy, manifest_calibration
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,8 @@ class Service:
             from streamdet.service.web import add_routes
 
             add_routes(self.app)
+        self.sinks: list[EventSink] = []
+        """Further destinations of the events (``streamdet.service.sinks``), after the journal: ``add_sink``."""
         self.ingests: dict[str, IngestAdapter] = {}
         """The ingest adapters, by name, in start order."""
         for adapter in build_ingests(settings):
@@ -87,6 +90,10 @@ class Service:
         if isinstance(adapter, ServesHttp):
             adapter.add_routes(self.app)
         self.ingests[adapter.name] = adapter
+
+    def add_sink(self, sink: EventSink) -> None:
+        """Hand every committed batch of events to ``sink`` too (before ``start``)."""
+        self.sinks.append(sink)
 
     def info(self) -> dict[str, Any]:
         """What ``GET /info`` answers: the model, the event endpoint and every ingest's description."""
@@ -123,10 +130,15 @@ class Service:
         max_batch = min(s.scoring.max_batch or self.scorer.max_batch, self.scorer.max_batch)
         await asyncio.to_thread(self._warm_up, max_batch)
         self._start_curve()
-        self.publisher = EventPublisher(self._bind_publisher(), s.alerts.listener_queue, node=s.events.node)
-        for sink in build_sinks(s, self.metrics):
+        journal = self._open_journal()  # before binding: a journal in use stops the start cleanly
+        self.publisher = EventPublisher(self._bind_publisher(), s.alerts.listener_queue,
+                                        journal=journal, node=s.events.node_id, on_commit=self._observe_commit)
+        # The configured sinks (Redis Streams, webhooks) know the node only now: the journal keeps it.
+        for sink in build_sinks(s, self.metrics, self.publisher.node):
+            self.add_sink(sink)
+        for sink in self.sinks:
             self.publisher.add_sink(sink)
-        await self.publisher.start_sinks()
+        await self.publisher.start()
         self.registry = StreamRegistry(
             self.policy, self._submit, self.publisher, self.metrics,
             model_id=self.model_id, max_streams=s.limits.max_streams, idle_timeout_s=s.limits.idle_timeout_s,
@@ -180,7 +192,7 @@ class Service:
                 log.error("pending windows not scored within %.0f s; giving up on them",
                           self.settings.limits.shutdown_timeout_s)
         if self.publisher is not None:
-            await self.publisher.close_sinks()
+            await self.publisher.drain()
             self.publisher.close()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -217,6 +229,12 @@ class Service:
         self.metrics.batch_size.observe(size)
         self.metrics.batch_seconds.observe(seconds)
 
+    def _observe_commit(self, size: int, seconds: float, stored: bool) -> None:
+        self.metrics.journal_batch.observe(size)
+        self.metrics.journal_delay.observe(seconds)
+        if not stored:
+            self.metrics.journal_failures.inc()
+
     def _start_curve(self) -> None:
         s = self.settings
         policies = {}
@@ -228,6 +246,14 @@ class Service:
             policies["alerts"] = s.alerts.curve_clients_dir
         if policies:
             self._auth = start_authenticator(self._context, policies)
+
+    def _open_journal(self) -> Journal | None:
+        e = self.settings.events
+        if not e.journal:
+            return None
+        return Journal.open(e.journal_path or default_journal_path(), retention_s=e.retention_s,
+                            retention_bytes=e.retention_bytes, synchronous=e.journal_synchronous,
+                            node_id=e.node_id)
 
     def _bind_publisher(self) -> zmq.Socket:
         s = self.settings.alerts

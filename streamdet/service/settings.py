@@ -204,11 +204,29 @@ class WebhookSettings(_Section):
         return value
 
 
-class EventsSettings(_Section):
-    """Where events go besides the ZeroMQ socket: Redis Streams and webhooks (``streamdet.service.sinks``)."""
+NODE_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 
-    node_id: str = ""
-    """This node's name in events (``node``, ``event_id``); empty = the host name."""
+
+class EventsSettings(_Section):
+    """The node's identity, its journal (SQLite), and where events go besides the ZeroMQ socket:
+    Redis Streams and webhooks (``streamdet.service.sinks``, which need the journal)."""
+
+    node_id: str | None = Field(None, pattern=NODE_ID_PATTERN)
+    """This service's name in every event (``node``, and ``event_id = <node>-<seq>``); None = the id
+    stored in the journal, made once from the host name and a random suffix."""
+    journal: bool = True
+    """Append every event to the journal before publishing it, so subscribers can replay what they
+    missed (``GET /events/journal``, ``streamdet subscribe --since``); false = publish only."""
+    journal_path: Path | None = None
+    """The journal's SQLite file; None = ``$XDG_STATE_HOME/streamdet/events.sqlite`` (by default
+    ``~/.local/state/streamdet/events.sqlite``). One service per journal (a lock file enforces it)."""
+    journal_synchronous: Literal["normal", "full"] = "normal"
+    """SQLite's ``synchronous`` in WAL mode: ``normal`` survives a killed process (not a power cut)
+    with no fsync per commit; ``full`` fsyncs every commit (docs/benchmarks.md, "Journal")."""
+    retention_s: float = Field(7 * 86_400.0, gt=0)
+    """Events older than this (by ``wall_time``) are deleted from the journal."""
+    retention_bytes: int = Field(256 << 20, ge=4096)
+    """The most event bytes (their JSON) the journal keeps; beyond it the oldest are deleted."""
     outbox_path: Path = Path("streamdet-outbox.sqlite3")
     """SQLite file of events not yet delivered to Redis or a webhook (created only when one is set)."""
     outbox_max_rows: int = Field(1_000_000, ge=1)
@@ -228,11 +246,14 @@ class EventsSettings(_Section):
     redis_backoff_max_s: float = Field(5.0, gt=0)
     webhooks: list[WebhookSettings] = []
 
-    @property
-    def node(self) -> str:
-        import socket
-
-        return self.node_id or socket.gethostname()
+    @model_validator(mode="after")
+    def _sinks_need_the_journal(self) -> EventsSettings:
+        # Without a journal ``seq`` starts again at each start: event ids (the webhooks' idempotency
+        # key) would repeat under a set node id, and a made-up one would orphan the outbox's rows.
+        if not self.journal and (self.redis_url is not None or self.webhooks):
+            raise ValueError("events.redis_url and events.webhooks need the journal (events.journal = true): "
+                             "it keeps the node id and event ids stable across restarts")
+        return self
 
 
 class Settings(BaseSettings):

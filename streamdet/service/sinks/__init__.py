@@ -1,8 +1,16 @@
-"""Event sinks: where events go besides the ZeroMQ PUB socket and in-process listeners.
+"""Event sinks: further destinations of the events, after the journal.
 
-A sink receives each batch of published events in ``deliver`` and must never block the event loop:
-it queues them and delivers on its own task. ``EventPublisher.add_sink`` registers one;
-``build_sinks(settings, metrics)`` makes those the ``[events]`` settings ask for:
+``EventPublisher`` stamps each event (node, seq, stream_seq, event_id), appends it to the journal,
+and once the journal has committed a batch hands that batch to the ZeroMQ socket, to in-process
+listeners and to every sink registered with ``EventPublisher.add_sink`` (``Service.add_sink``). The
+journal is not a sink: it comes first and fixes the sequence numbers every sink sees.
+
+A sink's ``deliver`` is called on the event loop with each committed batch, in ``seq`` order, and
+must return at once: a sink that talks to a network queues the events and sends them from its own
+task (started in ``start``, drained and stopped in ``close``). It never raises into the publisher;
+an exception from ``deliver`` is logged and counted, and the other sinks still get the batch.
+
+``build_sinks(settings, metrics, node)`` makes the sinks the ``[events]`` settings ask for (none by default):
 
 - ``redis_streams.RedisStreamSink``: every event appended to Redis Streams (``events.redis_url``);
 - ``webhooks.WebhookSink``: alerts POSTed, signed, to each ``[[events.webhooks]]`` URL.
@@ -15,9 +23,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from streamdet.errors import ConfigError
+from streamdet.service.events import Event
 
 if TYPE_CHECKING:
-    from streamdet.service.events import Event
     from streamdet.service.metrics import ServiceMetrics
     from streamdet.service.settings import Settings
 
@@ -25,19 +33,21 @@ if TYPE_CHECKING:
 @runtime_checkable
 class EventSink(Protocol):
     name: str
+    """Names the sink in logs and metrics."""
 
     def deliver(self, events: list[Event]) -> None:
-        """Take a batch of events (called on the event loop; returns at once)."""
+        """Take a committed batch (in seq order) without blocking the event loop."""
 
     async def start(self) -> None:
-        """Start delivering (open files and connections, start the sink's task)."""
+        """Connect, start the sending task: called once, before the first ``deliver``."""
 
     async def close(self) -> None:
-        """Stop: deliver what is queued if it can within a short time, keep the rest for next start."""
+        """Send what is queued (within the sink's own time limit) and stop."""
 
 
-def build_sinks(settings: Settings, metrics: ServiceMetrics) -> list[EventSink]:
-    """The sinks ``settings.events`` configures (none by default)."""
+def build_sinks(settings: Settings, metrics: ServiceMetrics, node: str) -> list[EventSink]:
+    """The sinks ``settings.events`` configures (none by default), for the node ``node`` (the
+    publisher's: its outbox rows and Redis marker are kept under that name)."""
     sinks: list[EventSink] = []
     events = settings.events
     if events.redis_url is not None:
@@ -48,10 +58,10 @@ def build_sinks(settings: Settings, metrics: ServiceMetrics) -> list[EventSink]:
                 raise
             raise ConfigError("events.redis_url needs the redis package: pip install 'streamdet[redis]'") from exc
 
-        sinks.append(RedisStreamSink(events, metrics))
+        sinks.append(RedisStreamSink(events, metrics, node))
     for index, webhook in enumerate(events.webhooks):
         from streamdet.service.sinks.webhooks import WebhookSink
 
         sinks.append(WebhookSink(webhook, events.outbox_path, metrics, name=f"webhook-{index}",
-                                 max_rows=events.outbox_max_rows, node=events.node))
+                                 max_rows=events.outbox_max_rows, node=node))
     return sinks

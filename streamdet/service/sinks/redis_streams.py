@@ -68,11 +68,11 @@ def stream_key(prefix: str, which: str) -> str:
 
 
 class RedisStreamSink(OutboxSink):
-    def __init__(self, settings: EventsSettings, metrics: ServiceMetrics, name: str = "redis") -> None:
-        super().__init__(name, settings.outbox_path, metrics, settings.outbox_max_rows, settings.node)
+    def __init__(self, settings: EventsSettings, metrics: ServiceMetrics, node: str, name: str = "redis") -> None:
+        super().__init__(name, settings.outbox_path, metrics, settings.outbox_max_rows, node)
         assert settings.redis_url is not None
         self.settings = settings
-        self.node = settings.node
+        self.node = node
         self._keys = [f"{settings.redis_prefix}:appended:{self.node}",
                       stream_key(settings.redis_prefix, ALERTS), stream_key(settings.redis_prefix, SCORES)]
         self._failures = 0

@@ -95,5 +95,6 @@ def test_compose_wires_every_ingest_node_to_one_redis(monkeypatch):
             monkeypatch.setenv(key, value)
         settings = load_settings(None, {})
         assert settings.events.redis_url == "redis://redis:6379/0"
+        assert settings.events.journal and settings.events.journal_path is not None  # Redis needs the journal
     for dockerfile in DOCKERFILES:
         assert "redis]" in dockerfile.read_text()  # the images carry the redis extra

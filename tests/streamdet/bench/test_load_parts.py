@@ -44,7 +44,20 @@ def test_tracker_measures_from_the_frame_holding_the_windows_last_sample():
     assert tracker.foreign == 1 and record.scores == 1
     tracker.on_event(EndEvent(stream_id="s-000", reason="end", duration=4.4, windows=2, dropped=1, alert=False,
                               wall_time=0.0, model_id="m"), received=401.0)
-    assert tracker.ended == 1 and record.end == {"windows": 2, "dropped": 1, "reason": "end"}
+    assert tracker.ended == 1 and record.end == {"windows": 2, "dropped": 1, "reason": "end", "duration": 4.4}
+
+
+@pytest.mark.parametrize(("codec", "frame"), [("opus", 201), ("PCMU", 202)])
+def test_whip_windows_are_matched_behind_the_codecs_look_ahead(codec: str, frame: int):
+    plan = StreamPlan("w-000", np.zeros(70_000, dtype=np.float32), 0.0, transport="whip")
+    tracker = Tracker([plan], chunk=1_000, whip_codec=codec)  # WHIP frames are 20 ms whatever --chunk-ms
+    record = tracker.records["w-000"]
+    record.sent = [100.0 + i for i in range(-(-70_000 // 320))]
+    # A window ending 50 samples into frame 202: Opus's 104-sample look-ahead puts its last input
+    # sample in frame 201; PCMU has none.
+    tracker.on_event(_score("w-000", (202 * 320 + 50) / SAMPLE_RATE), received=400.0)
+    assert tracker.latencies == [pytest.approx(400.0 - (100.0 + frame))]
+    assert tracker.by_transport == {"whip": tracker.latencies}
 
 
 def test_tracker_counts_a_score_for_a_frame_not_sent_yet_as_unmatched():
@@ -82,11 +95,13 @@ def test_metrics_delta_counts_what_a_step_added():
     after = {"streamdet_windows_scored_total": 30.0, 'streamdet_windows_dropped_total{reason="overload"}': 4.0,
              'streamdet_windows_dropped_total{reason="error"}': 1.0,
              'streamdet_ingest_rejects_total{reason="bad_json"}': 2.0,
+             'streamdet_whip_rejects_total{reason="bad_sdp"}': 3.0, "streamdet_whip_concealed_seconds_total": 0.04,
              "streamdet_batch_size_count": 15.0, "streamdet_batch_size_sum": 25.0,
              "streamdet_batch_seconds_count": 15.0, "streamdet_batch_seconds_sum": 0.3}
     delta = metrics_delta(before, after)
     assert delta["windows_scored"] == 20 and delta["windows_dropped"] == 4
     assert delta["windows_dropped_by_reason"] == {"overload": 3, "error": 1}
     assert delta["rejects"] == 2 and delta["batches"] == 10
+    assert delta["whip_rejects"] == 3 and delta["whip_concealed_s"] == pytest.approx(0.04)
     assert delta["mean_batch_size"] == pytest.approx(2.0) and delta["mean_batch_ms"] == pytest.approx(20.0)
     assert metrics_delta(before, {}) == {}

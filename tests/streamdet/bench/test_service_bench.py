@@ -24,7 +24,7 @@ LOOPBACK = "tcp://127.0.0.1:*"
 STEP_FIELDS = {"streams", "duration_s", "hop_s", "windows_expected", "windows_scored", "windows_per_s", "drops",
                "streams_ended", "settled", "latency_ms", "service_latency_ms", "pacing_lag_ms", "server",
                "client_cpu_percent", "metrics", "slo_met", "slo_failures", "loadavg_before"}
-LATENCY_FIELDS = {"count", "p50_ms", "p95_ms", "p99_ms", "max_ms", "mean_ms"}
+LATENCY_FIELDS = {"count", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "mean_ms"}
 
 
 def test_ci_sweep_writes_json_and_plot(mel_cm_dir: Path, tmp_path: Path, capsys):
@@ -80,9 +80,35 @@ def test_whip_streams_cannot_outnumber_the_streams(mel_cm_dir: Path, capsys):
     assert "--whip-streams" in capsys.readouterr().err
 
 
-def test_service_bench_needs_a_target(capsys):
-    assert main(["bench", "--streams", "2"]) == 2
+def test_whip_publishers_alone_on_the_shipped_cm(tmp_path: Path):
+    pytest.importorskip("aiortc")
+    from streamdet.pretrained import default_cm_dir
+
+    out = tmp_path / "whip-only.json"
+    main(["bench", "--streams", "1", "--whip-streams", "1", "--duration", "6", "--threads", "1",
+          "--settle-s", "60", "--out", str(out)])
+    report = json.loads(out.read_text())
+    # No --engine: the CM `streamdet serve` scores with by default.
+    assert report["config"]["engine"] == str(default_cm_dir()) and report["config"]["whip_codec"] == "opus"
+    assert Path(report["plot"]).read_bytes()[:4] == b"\x89PNG"
+    step = report["steps"][0]
+    assert step["whip_streams"] == 1 and step["whip_errors"] == [] and step["end_reasons"] == ["end"]
+    assert step["windows_scored"] == step["windows_expected"] >= 3 and step["drops"]["total"] == 0
+    assert step["media_sent_s"] == 6.0 and step["media_received_s"] > 5.0
+    assert step["metrics"]["whip_rejects"] == 0 and step["metrics"]["frames"] > 0
+    assert step["latency_ms"]["count"] == step["windows_scored"] == step["latency_ms_by_transport"]["whip"]["count"]
+    latency = step["latency_ms"]
+    assert 0 < latency["p50_ms"] <= latency["p90_ms"] <= latency["p99_ms"] <= latency["max_ms"]
+    assert len(step["loadavg_before"]) == len(step["loadavg_after"]) == 3
+    assert step["pacing_lag_ms"]["count"] == 0  # nothing went over ZeroMQ
+
+
+def test_service_bench_takes_one_target(mel_cm_dir: Path, capsys):
+    assert main(["bench", "--engine", str(mel_cm_dir), "--connect", "127.0.0.1", "--streams", "2"]) == 2
     assert "--engine" in capsys.readouterr().err
+    assert main(["bench", "--engine", str(mel_cm_dir), "--streams", "1", "--whip-streams", "1",
+                 "--whip-codec", "G711"]) == 2
+    assert "--whip-codec" in capsys.readouterr().err
     assert main(["bench", "--connect", "127.0.0.1", "--streams", "2,4"]) == 2
     assert "--sweep" in capsys.readouterr().err
 

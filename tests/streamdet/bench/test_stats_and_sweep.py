@@ -14,11 +14,11 @@ def test_latency_summary_reports_milliseconds():
     assert summary["count"] == 100
     assert summary["p50_ms"] == pytest.approx(100.0)
     assert summary["max_ms"] == pytest.approx(1000.0)
-    assert summary["p50_ms"] <= summary["p95_ms"] <= summary["p99_ms"] <= summary["max_ms"]
+    assert summary["p50_ms"] <= summary["p90_ms"] <= summary["p95_ms"] <= summary["p99_ms"] <= summary["max_ms"]
 
 
 def test_latency_summary_of_nothing_has_the_same_fields():
-    assert latency_summary([]) == {"count": 0, "p50_ms": None, "p95_ms": None, "p99_ms": None,
+    assert latency_summary([]) == {"count": 0, "p50_ms": None, "p90_ms": None, "p95_ms": None, "p99_ms": None,
                                    "max_ms": None, "mean_ms": None}
 
 
@@ -37,9 +37,10 @@ def test_parse_counts():
 
 def _step(streams: int, p99: float | None, drops: int = 0, settled: bool = True, lag: float = 1.0) -> dict:
     return {"streams": streams, "streams_ended": streams if settled else 0, "settled": settled,
-            "latency_ms": {"p50_ms": p99, "p95_ms": p99, "p99_ms": p99, "max_ms": p99},
+            "latency_ms": {"p50_ms": p99, "p90_ms": p99, "p95_ms": p99, "p99_ms": p99, "max_ms": p99},
             "drops": {"total": drops}, "pacing_lag_ms": {"p99_ms": lag}, "windows_per_s": 1.0,
-            "server": {"cpu_percent": 10.0}, "client_cpu_percent": 1.0}
+            "server": {"cpu_percent": 10.0}, "client_cpu_percent": 1.0,
+            "loadavg_before": [0.5, 0.4, 0.3], "loadavg_after": [0.6, 0.4, 0.3]}
 
 
 def test_slo_failures_name_every_reason():

@@ -29,7 +29,7 @@ def alert(n: int) -> EndEvent:
     """An ``ended`` event (topic alert.), numbered."""
     return EndEvent(stream_id=f"call-{n}", reason="end", duration=1.0, windows=1, dropped=0, alert=True,
                     wall_time=time.time(), model_id="m", event="ended", node="n", seq=n, stream_seq=1,
-                    event_id=f"n:{n}")
+                    event_id=f"n-{n}")
 
 
 async def appended(redis_server, sink: RedisStreamSink, events: list[EndEvent], total: int) -> None:
@@ -42,7 +42,7 @@ async def appended(redis_server, sink: RedisStreamSink, events: list[EndEvent], 
 
 async def test_a_crashed_consumer_gets_its_unacknowledged_alerts_again(redis_server, tmp_path) -> None:
     sink = RedisStreamSink(EventsSettings(redis_url=redis_server.url, outbox_path=tmp_path / "outbox.sqlite3",
-                                          node_id="n", redis_backoff_max_s=0.5), ServiceMetrics())
+                                          redis_backoff_max_s=0.5), ServiceMetrics(), "n")
     await sink.start()
     try:
         # The group reads from the oldest entry: created by the first consumer before anything is appended.
@@ -51,7 +51,7 @@ async def test_a_crashed_consumer_gets_its_unacknowledged_alerts_again(redis_ser
             await first.recv(timeout=0.2)
         await appended(redis_server, sink, [alert(n) for n in range(1, 6)], 5)
         received = [await first.recv(timeout=30) for _ in range(5)]
-        assert [e.event_id for e in received] == [f"n:{n}" for n in range(1, 6)]
+        assert [e.event_id for e in received] == [f"n-{n}" for n in range(1, 6)]
         for entry in received[:2]:
             await first.ack(entry)
         await first.close()  # crashed: 3, 4 and 5 were received but never acknowledged
@@ -63,7 +63,7 @@ async def test_a_crashed_consumer_gets_its_unacknowledged_alerts_again(redis_ser
             "--consumer", "worker", "--count", "3", "--timeout", "30", env=env, stdout=asyncio.subprocess.PIPE)
         out, _ = await asyncio.wait_for(proc.communicate(), 60)
         assert proc.returncode == 0
-        assert [json.loads(line)["event_id"] for line in out.decode().splitlines()] == ["n:3", "n:4", "n:5"]
+        assert [json.loads(line)["event_id"] for line in out.decode().splitlines()] == ["n-3", "n-4", "n-5"]
         redis = Redis.from_url(redis_server.url)
         assert (await redis.xpending("streamdet:alerts", "cases"))["pending"] == 0
         await redis.aclose()
@@ -79,7 +79,7 @@ async def test_a_crashed_consumer_gets_its_unacknowledged_alerts_again(redis_ser
             sixth = alert(6)
             await appended(redis_server, sink, [sixth], 6)
             entry = await waiting
-            assert entry.event_id == "n:6" and entry.event == sixth
+            assert entry.event_id == "n-6" and entry.event == sixth
             await again.ack(entry)
             with pytest.raises(TimeoutError):
                 await again.recv(timeout=0.5)
@@ -88,8 +88,8 @@ async def test_a_crashed_consumer_gets_its_unacknowledged_alerts_again(redis_ser
 
 
 async def test_without_a_group_reads_from_the_start_or_from_now(redis_server, tmp_path) -> None:
-    sink = RedisStreamSink(EventsSettings(redis_url=redis_server.url, outbox_path=tmp_path / "outbox.sqlite3",
-                                          node_id="n"), ServiceMetrics())
+    sink = RedisStreamSink(EventsSettings(redis_url=redis_server.url, outbox_path=tmp_path / "outbox.sqlite3"),
+                           ServiceMetrics(), "n")
     await sink.start()
     try:
         await appended(redis_server, sink, [alert(1), alert(2)], 2)
@@ -98,28 +98,28 @@ async def test_without_a_group_reads_from_the_start_or_from_now(redis_server, tm
             with pytest.raises(TimeoutError):
                 await from_now.recv(timeout=0.3)
             await appended(redis_server, sink, [alert(3)], 3)
-            assert [(await everything.recv(timeout=30)).event_id for _ in range(3)] == ["n:1", "n:2", "n:3"]
-            assert (await from_now.recv(timeout=30)).event_id == "n:3"
+            assert [(await everything.recv(timeout=30)).event_id for _ in range(3)] == ["n-1", "n-2", "n-3"]
+            assert (await from_now.recv(timeout=30)).event_id == "n-3"
     finally:
         await sink.close()
 
 
 async def test_entries_a_consumer_abandoned_are_taken_over(redis_server, tmp_path) -> None:
-    sink = RedisStreamSink(EventsSettings(redis_url=redis_server.url, outbox_path=tmp_path / "outbox.sqlite3",
-                                          node_id="n"), ServiceMetrics())
+    sink = RedisStreamSink(EventsSettings(redis_url=redis_server.url, outbox_path=tmp_path / "outbox.sqlite3"),
+                           ServiceMetrics(), "n")
     await sink.start()
     try:
         gone = RedisSubscriber(redis_server.url, group="cases", consumer="old-container", start="0")
         with pytest.raises(TimeoutError):
             await gone.recv(timeout=0.2)  # creates the group
         await appended(redis_server, sink, [alert(1), alert(2)], 2)
-        assert [(await gone.recv(timeout=30)).event_id for _ in range(2)] == ["n:1", "n:2"]
+        assert [(await gone.recv(timeout=30)).event_id for _ in range(2)] == ["n-1", "n-2"]
         await gone.close()  # never acknowledged, never back under that name
 
         async with RedisSubscriber(redis_server.url, group="cases", consumer="new-container",
                                    claim_idle_s=0.3) as taker:
             taken = [await taker.recv(timeout=30) for _ in range(2)]
-            assert [e.event_id for e in taken] == ["n:1", "n:2"]
+            assert [e.event_id for e in taken] == ["n-1", "n-2"]
             for entry in taken:
                 await taker.ack(entry)
         redis = Redis.from_url(redis_server.url)

@@ -89,12 +89,12 @@ async def test_no_event_is_lost_while_redis_is_away(start_service, kit, push, re
 
 def _event(seq: int) -> WindowEvent | EndEvent:
     return EndEvent(stream_id=f"s{seq}", reason="end", duration=1.0, windows=1, dropped=0, alert=False,
-                    wall_time=time.time(), model_id="m", node="n", seq=seq, stream_seq=1, event_id=f"n:{seq}")
+                    wall_time=time.time(), model_id="m", node="n", seq=seq, stream_seq=1, event_id=f"n-{seq}")
 
 
 async def test_a_batch_sent_again_after_a_lost_reply_is_appended_once(redis_server, tmp_path) -> None:
-    settings = EventsSettings(**events_settings(redis_server.url, tmp_path, node_id="n"))
-    sink = RedisStreamSink(settings, ServiceMetrics())
+    settings = EventsSettings(**events_settings(redis_server.url, tmp_path))
+    sink = RedisStreamSink(settings, ServiceMetrics(), "n")
     await sink.start()
     script, lost = sink._script, []
 
@@ -118,7 +118,7 @@ async def test_a_batch_sent_again_after_a_lost_reply_is_appended_once(redis_serv
         await redis.aclose()
     finally:
         await sink.close()
-    assert [json.loads(fields[b"event"])["event_id"] for _id, fields in entries] == ["n:1", "n:2", "n:3", "n:4"]
+    assert [json.loads(fields[b"event"])["event_id"] for _id, fields in entries] == ["n-1", "n-2", "n-3", "n-4"]
 
 
 @pytest.mark.parametrize("scores", [True, False])

@@ -26,7 +26,9 @@ NODES = ("node-1", "node-2", "node-3")
 async def start_node(name: str, cm_dir: Path, redis_url: str, tmp_path: Path) -> tuple[asyncio.subprocess.Process, str]:
     """A serve process; returns it and its ZeroMQ ingest endpoint (from its ``ready:`` line)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "STREAMDET_EVENTS__REDIS_URL": redis_url,
-           "STREAMDET_EVENTS__NODE_ID": name, "STREAMDET_EVENTS__OUTBOX_PATH": str(tmp_path / f"{name}.sqlite3")}
+           "STREAMDET_EVENTS__NODE_ID": name, "STREAMDET_EVENTS__OUTBOX_PATH": str(tmp_path / f"{name}.sqlite3"),
+           # One journal per node: a journal belongs to one service (it takes a lock).
+           "STREAMDET_EVENTS__JOURNAL_PATH": str(tmp_path / f"{name}-journal.sqlite")}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "streamdet", "serve", "--engine", str(cm_dir), "--device", "cpu", "--threads", "1",
         "--ingest", "tcp://127.0.0.1:*", "--events", "tcp://127.0.0.1:*", "--no-http", "--log-format", "json",

@@ -1,5 +1,6 @@
 """The plumbing around the sinks: how the publisher stamps and hands over events, the ``[events]``
-settings, and the outbox's bounds and row ids."""
+settings, and the outbox's bounds and row ids. (A journal's sequence across restarts and batches
+after commit: ``test_publisher_journal.py``.)"""
 
 from __future__ import annotations
 
@@ -60,14 +61,7 @@ def test_the_publisher_numbers_events_and_hands_them_to_sinks() -> None:
     assert [(e.stream_id, e.event, e.stream_seq) for e in events] == [
         ("a", "score", 1), ("b", "score", 1), ("a", "raised", 2), ("a", "end", 3), ("a", "ended", 4),
         ("a", "score", 1), ("b", "end", 2), ("b", "score", 1)]
-    assert len({e.event_id for e in events}) == 8
-    assert all(e.event_id.startswith("node-7:") for e in events)
-    # Another process of the same node (a restart): new ids although seq starts at 1 again.
-    time.sleep(0.002)
-    again = EventPublisher(None, node="node-7")
-    again.add_sink(sink)
-    again.publish(window("a"))
-    assert sink.batches[-1][0].seq == 1 and sink.batches[-1][0].event_id not in {e.event_id for e in events}
+    assert [e.event_id for e in events] == [f"node-7-{seq}" for seq in range(1, 9)]
 
 
 def test_events_settings_from_toml_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -75,12 +69,19 @@ def test_events_settings_from_toml_and_environment(tmp_path: Path, monkeypatch: 
     config.write_text('[events]\nnode_id = "n1"\nredis_url = "redis://r:6379/0"\n\n[[events.webhooks]]\n'
                       'url = "https://cases.example/hook"\nsecret = "s"\nevents = ["raised"]\n')
     events = load_settings(config).events
-    assert (events.node, events.redis_url) == ("n1", "redis://r:6379/0")
+    assert (events.node_id, events.redis_url) == ("n1", "redis://r:6379/0")
     assert events.webhooks[0].events == ["raised"] and events.webhooks[0].secret.get_secret_value() == "s"
     assert "'s'" not in repr(events)  # the secret stays out of logs
     monkeypatch.setenv("STREAMDET_EVENTS__WEBHOOKS", '[{"url": "http://127.0.0.1:9/h", "secret": "t"}]')
     assert load_settings(None).events.webhooks[0].events == ["raised", "cleared", "ended"]
-    assert load_settings(None).events.node  # the host name when node_id is empty
+    assert load_settings(None).events.node_id is None  # the journal's id (made once) when unset
+
+
+def test_sinks_need_the_journal() -> None:
+    with pytest.raises(ConfigError, match="need the journal"):
+        load_settings(None, {"events": {"journal": False, "redis_url": "redis://r:6379/0"}})
+    with pytest.raises(ConfigError, match="need the journal"):
+        load_settings(None, {"events": {"journal": False, "webhooks": [{"url": "http://x/h", "secret": "s"}]}})
 
 
 @pytest.mark.parametrize("webhook, message", [
@@ -94,7 +95,7 @@ def test_bad_webhook_settings_are_config_errors(webhook: dict, message: str) -> 
 
 
 def test_no_sinks_unless_asked() -> None:
-    assert build_sinks(load_settings(None), ServiceMetrics()) == []
+    assert build_sinks(load_settings(None), ServiceMetrics(), "n") == []
 
 
 def test_redis_url_without_the_redis_package_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -102,7 +103,7 @@ def test_redis_url_without_the_redis_package_is_a_config_error(monkeypatch: pyte
         monkeypatch.setitem(sys.modules, name, None)  # as if not installed
     monkeypatch.delitem(sys.modules, "streamdet.service.sinks.redis_streams", raising=False)
     with pytest.raises(ConfigError, match=r"streamdet\[redis\]"):
-        build_sinks(load_settings(None, {"events": {"redis_url": "redis://127.0.0.1:1/0"}}), ServiceMetrics())
+        build_sinks(load_settings(None, {"events": {"redis_url": "redis://127.0.0.1:1/0"}}), ServiceMetrics(), "n")
 
 
 def test_the_outbox_keeps_the_newest_rows_and_never_reuses_an_id(tmp_path: Path) -> None:
@@ -126,6 +127,11 @@ def test_the_outbox_keeps_the_newest_rows_and_never_reuses_an_id(tmp_path: Path)
 @pytest.mark.parametrize("argv, message", [
     (["subscribe", "--group", "ops"], "give --redis URL"),
     (["subscribe", "--redis", "redis://127.0.0.1:1/0", "--claim-after", "5"], "--claim-after needs --group"),
+    (["subscribe", "--from-start"], "give --redis URL"),
+    # The journal's replay belongs to one node's ZeroMQ socket; Redis keeps its own history.
+    (["subscribe", "--redis", "redis://127.0.0.1:1/0", "--since", "0", "--http", "http://127.0.0.1:9"],
+     "--redis cannot be combined with --since, --http"),
+    (["subscribe", "--redis", "redis://127.0.0.1:1/0", "--topic", "alert."], "combined with --topic"),
 ])
 def test_subscribe_redis_flags_are_checked_in_one_line(argv: list[str], message: str, capsys) -> None:
     from streamdet.cli import main
@@ -144,3 +150,13 @@ async def test_an_outbox_that_cannot_be_opened_is_a_config_error(tmp_path: Path)
     sink = WebhookSink(settings.events.webhooks[0], blocker / "outbox.sqlite3", ServiceMetrics())
     with pytest.raises(ConfigError, match="events.outbox_path"):
         await sink.start()
+
+
+async def test_configured_sinks_take_the_node_id_the_journal_keeps(start_service, tmp_path: Path) -> None:
+    events = {"outbox_path": str(tmp_path / "outbox.sqlite3"),
+              "webhooks": [{"url": "http://127.0.0.1:9/h", "secret": "s"}]}
+    service = await start_service(events=events)
+    node = service.publisher.node
+    assert service.publisher.journal is not None and node == service.publisher.journal.node
+    assert [sink.name for sink in service.sinks] == ["webhook-0"]
+    assert service.sinks[0]._owner == f"{node}/webhook-0"  # its outbox rows are the node's

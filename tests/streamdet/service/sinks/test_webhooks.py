@@ -87,7 +87,7 @@ async def test_failing_alerts_move_to_the_dead_letters(start_service, kit, push,
     raised = [e for e in alerts if e.event == "raised"]
     while sink_metric(service, kit, "streamdet_sink_outbox", state="dead") < len(raised):
         await asyncio.sleep(0.05)
-    sink = service.publisher.sinks[0]
+    sink = service.sinks[0]
     dead = await asyncio.to_thread(sink.outbox.dead_letters)
     assert [(d["event_id"], d["attempts"], d["last_error"]) for d in dead] == [(raised[0].event_id, 2, "HTTP 500")]
     assert [r.attempt for r in webhook_receiver.requests] == ["1", "2"]  # only raised: the filter holds
@@ -114,7 +114,7 @@ def test_the_documented_verification_snippet_accepts_our_signatures() -> None:
     snippet = section[section.index("```python") + len("```python"):section.index("```", section.index("```python") + 9)]
     namespace: dict = {}
     exec(snippet, namespace)
-    body = b'{"event": "raised", "event_id": "n:1"}'
+    body = b'{"event": "raised", "event_id": "n-1"}'
     header = sign(SECRET, int(time.time()), body)
     assert namespace["verify"](SECRET.encode(), header, body)
     assert not namespace["verify"](SECRET.encode(), header, body + b" ")
