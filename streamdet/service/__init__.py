@@ -5,7 +5,8 @@
     events.py      the events the service publishes (score, raised, cleared, end, ended, heartbeat)
     batcher.py     the one task that owns the scorer and batches windows of all streams
     registry.py    the shared registry that ingest adapters feed
-    publisher.py   fans events out to the ZeroMQ PUB socket and in-process listeners
+    publisher.py   fans events out to the ZeroMQ PUB socket, in-process listeners and sinks
+    sinks/         event sinks with a persistent outbox: Redis Streams, signed webhooks
     metrics.py     Prometheus metrics on a per-service registry
     curve.py       optional ZeroMQ CURVE keys
     ingest/        ingest plugins and adapters (ZeroMQ PULL, WHIP/WebRTC), registered in plugins.py

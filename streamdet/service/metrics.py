@@ -62,6 +62,16 @@ class ServiceMetrics:
                                       "Silence inserted for audio lost in transit (RTP timestamp gaps)",
                                       registry=r)
 
+        # Event sinks (Redis Streams, webhooks): what happened to each event, and the outbox now.
+        self.sink_events = Counter(
+            "streamdet_sink_events", "Events by sink and what happened to them: queued, delivered, retried "
+            "(a failed attempt), dead (moved to the dead letters), dropped (outbox full)",
+            ["sink", "state"], registry=r)
+        self.sink_outbox = Gauge("streamdet_sink_outbox", "Outbox rows by sink and state (pending, dead)",
+                                 ["sink", "state"], registry=r)
+        self.sink_connected = Gauge("streamdet_sink_connected", "1 while the sink's last attempt succeeded",
+                                    ["sink"], registry=r)
+
     def track_queue_depth(self, depth: Callable[[], float]) -> None:
         self.queue_depth.set_function(depth)
 

@@ -36,7 +36,7 @@ from streamdet.service.metrics import ServiceMetrics
 from streamdet.service.publisher import EventListener, EventPublisher
 from streamdet.service.registry import StreamRegistry
 from streamdet.service.settings import Settings
-from streamdet.service.sinks import EventSink
+from streamdet.service.sinks import EventSink, build_sinks
 from streamdet.stream.policy import StreamPolicy, manifest_calibration
 
 log = logging.getLogger(__name__)
@@ -133,6 +133,9 @@ class Service:
         journal = self._open_journal()  # before binding: a journal in use stops the start cleanly
         self.publisher = EventPublisher(self._bind_publisher(), s.alerts.listener_queue,
                                         journal=journal, node=s.events.node_id, on_commit=self._observe_commit)
+        # The configured sinks (Redis Streams, webhooks) know the node only now: the journal keeps it.
+        for sink in build_sinks(s, self.metrics, self.publisher.node):
+            self.add_sink(sink)
         for sink in self.sinks:
             self.publisher.add_sink(sink)
         await self.publisher.start()

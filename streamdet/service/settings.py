@@ -195,11 +195,36 @@ class LimitSettings(_Section):
     """How long a graceful shutdown waits for pending windows to be scored."""
 
 
+class WebhookSettings(_Section):
+    """One webhook: alerts POSTed as JSON, signed with ``secret`` (docs/protocol.md, "Webhooks")."""
+
+    url: str
+    secret: SecretStr
+    """Shared with the receiver: the key of the HMAC-SHA256 signature (``X-Streamdet-Signature``)."""
+    events: list[Literal["raised", "cleared", "ended", "score", "end"]] = ["raised", "cleared", "ended"]
+    """The event kinds sent (``score`` and ``end`` too if listed)."""
+    max_attempts: int = Field(10, ge=1)
+    """Failed attempts after which an event moves to the dead-letter table."""
+    backoff_s: float = Field(1.0, gt=0)
+    """Wait after the first failure; doubled after each (with jitter), up to ``backoff_max_s``."""
+    backoff_max_s: float = Field(300.0, gt=0)
+    timeout_s: float = Field(10.0, gt=0)
+    """Longest wait for the receiver's answer; a timeout counts as a failed attempt."""
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"webhook url must start with http:// or https://, not {value!r}")
+        return value
+
+
 NODE_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 
 
 class EventsSettings(_Section):
-    """Where events are kept before they go out: the node's identity and its journal (SQLite)."""
+    """The node's identity, its journal (SQLite), and where events go besides the ZeroMQ socket:
+    Redis Streams and webhooks (``streamdet.service.sinks``, which need the journal)."""
 
     node_id: str | None = Field(None, pattern=NODE_ID_PATTERN)
     """This service's name in every event (``node``, and ``event_id = <node>-<seq>``); None = the id
@@ -217,6 +242,33 @@ class EventsSettings(_Section):
     """Events older than this (by ``wall_time``) are deleted from the journal."""
     retention_bytes: int = Field(256 << 20, ge=4096)
     """The most event bytes (their JSON) the journal keeps; beyond it the oldest are deleted."""
+    outbox_path: Path = Path("streamdet-outbox.sqlite3")
+    """SQLite file of events not yet delivered to Redis or a webhook (created only when one is set)."""
+    outbox_max_rows: int = Field(1_000_000, ge=1)
+    """Most undelivered events kept per sink; beyond it the oldest are dropped (and counted)."""
+    redis_url: str | None = None
+    """e.g. ``redis://redis:6379/0``: every event appended to the streams ``<redis_prefix>:alerts``
+    (raised, cleared, ended) and ``<redis_prefix>:scores`` (score, end)."""
+    redis_prefix: str = "streamdet"
+    redis_scores: bool = True
+    """Append score and end events too (``<redis_prefix>:scores``); False = alerts only."""
+    redis_maxlen: int = Field(100_000, ge=1)
+    """Retention: entries kept per stream (approximately: ``XADD MAXLEN ~``)."""
+    redis_batch: int = Field(500, ge=1)
+    """Most events appended in one round trip."""
+    redis_backoff_s: float = Field(0.2, gt=0)
+    """First wait before reconnecting to Redis; doubled after each failure up to ``redis_backoff_max_s``."""
+    redis_backoff_max_s: float = Field(5.0, gt=0)
+    webhooks: list[WebhookSettings] = []
+
+    @model_validator(mode="after")
+    def _sinks_need_the_journal(self) -> EventsSettings:
+        # Without a journal ``seq`` starts again at each start: event ids (the webhooks' idempotency
+        # key) would repeat under a set node id, and a made-up one would orphan the outbox's rows.
+        if not self.journal and (self.redis_url is not None or self.webhooks):
+            raise ValueError("events.redis_url and events.webhooks need the journal (events.journal = true): "
+                             "it keeps the node id and event ids stable across restarts")
+        return self
 
 
 class Settings(BaseSettings):

@@ -76,3 +76,25 @@ def test_images_and_compose_use_real_flags_and_settings(monkeypatch):
         monkeypatch.setenv(key, value)
     settings = load_settings(None, {})
     assert settings.ingest.endpoint == "tcp://0.0.0.0:5555" and settings.http.host == "0.0.0.0"
+
+
+def test_compose_wires_every_ingest_node_to_one_redis(monkeypatch):
+    """Every node appends its events to the one Redis of the compose file, with settings that exist."""
+    import yaml
+
+    from streamdet.service.settings import load_settings
+
+    services = yaml.safe_load((DOCKER / "compose.yaml").read_text())["services"]
+    assert services["redis"]["image"].startswith("redis:")
+    assert "--appendonly" in services["redis"]["command"]  # the streams survive a restart of Redis
+    ingest = {name: s for name, s in services.items() if name.startswith("ingest-")}
+    for name, service in ingest.items():
+        assert service["depends_on"]["redis"]["condition"] == "service_healthy"
+        assert service["hostname"] == name  # the node's name in its events
+        for key, value in service["environment"].items():
+            monkeypatch.setenv(key, value)
+        settings = load_settings(None, {})
+        assert settings.events.redis_url == "redis://redis:6379/0"
+        assert settings.events.journal and settings.events.journal_path is not None  # Redis needs the journal
+    for dockerfile in DOCKERFILES:
+        assert "redis]" in dockerfile.read_text()  # the images carry the redis extra
