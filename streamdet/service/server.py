@@ -36,6 +36,7 @@ from streamdet.service.publisher import EventListener, EventPublisher
 from streamdet.service.registry import StreamRegistry
 from streamdet.service.settings import Settings
 from streamdet.stream.policy import StreamPolicy, manifest_calibration
+from streamdet.stream.speech import speech_fraction
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +205,8 @@ class Service:
         for size in sorted({2, max_batch} - {1}):
             if size <= max_batch:
                 self.scorer.score_batch(np.zeros((size, WINDOW_SAMPLES), dtype=np.float32))
+        if self.policy.min_speech > 0:  # load the VAD now, not on the first live window
+            speech_fraction(np.zeros(SAMPLE_RATE, dtype=np.float32))
 
     def _submit(self, job) -> None:  # the registry is built before the batcher it feeds
         assert self.batcher is not None

@@ -1,7 +1,7 @@
 """How much speech a window holds: Silero VAD over 32 ms frames, run once per sample of a stream.
 
 The model is Silero VAD's sequence ONNX export (``silero_vad_16k_sequence.onnx``, shipped inside the
-``silero-vad`` wheel; run here with ONNX Runtime, without the package's torch code): one call takes
+``silero-vad`` wheel; run here with ONNX Runtime, without importing the package's torch code): one call takes
 any number of 512-sample frames, each prefixed with the 64 samples before it, and carries the LSTM
 state in and out. It tells speech from silence, tones, DTMF, white and pink noise and music far
 better than an energy or GMM detector (``webrtcvad`` calls all of those speech).
@@ -19,12 +19,15 @@ without one).
 
 from __future__ import annotations
 
-import importlib.resources
+import importlib.util
 import threading
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from streamdet.errors import ConfigError
 
 FRAME = 512
 """Samples per VAD frame at 16 kHz (32 ms)."""
@@ -38,9 +41,16 @@ STATE_SHAPE = (1, 1, 128)
 @cache
 def _session() -> Any:
     """The ONNX Runtime session, loaded once per process (one thread: the VAD is small)."""
-    import onnxruntime
-
-    path = importlib.resources.files("silero_vad") / "data" / "silero_vad_16k_sequence.onnx"
+    # Found without importing the package: its __init__ imports torch, which a Triton-fed service lacks.
+    package = importlib.util.find_spec("silero_vad")
+    try:
+        import onnxruntime
+    except ImportError:
+        onnxruntime = None
+    if package is None or onnxruntime is None or not package.submodule_search_locations:
+        raise ConfigError("the speech gate needs the silero-vad and onnxruntime packages; install them, "
+                          "or turn the gate off with alerts.min_speech = 0")
+    path = Path(package.submodule_search_locations[0]) / "data" / "silero_vad_16k_sequence.onnx"
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
