@@ -3,11 +3,12 @@
 Each *stream* is one clip, or (``calls_seconds``) a synthetic call: the clips of one list and one
 class, in list order, concatenated until the call reaches ``calls_seconds``. Each clip first goes
 through the ``channel`` (seeded per clip by :func:`offline.channels.channel_rng`, as in
-``offline calibrate``). The stream is then cut by the service's own
-:class:`streamdet.stream.windower.Windower` (regular windows every ``hop`` samples, plus the tail
-window at the end) and its windows' verdicts drive the service's
-:class:`streamdet.stream.alerts.AlertStateMachine` (k of the last n windows raise, m in a row below
-clear). Windows are scored in batches across streams; the alert machines then run over each
+``offline calibrate``). The stream is then fed to the service's own
+:class:`streamdet.stream.session.StreamSession`, which cuts it into windows (early windows if the
+policy has them, regular windows every ``hop`` samples, the tail window at the end) and measures each
+window's speech fraction as the service does (same VAD, same samples, same blocks); the windows'
+verdicts and speech gates drive the service's :class:`streamdet.stream.alerts.AlertStateMachine`
+(k of the last n speech windows raise, m speech windows in a row below clear). Windows are scored in batches across streams; the alert machines then run over each
 stream's scores in order, which is what the service does window by window.
 
 The operating point is a :class:`streamdet.stream.policy.StreamPolicy`, the service's: a window is
@@ -44,7 +45,8 @@ from streamdet.audio import SAMPLE_RATE, load_audio
 from streamdet.errors import AudioDecodeError
 from streamdet.scoring.base import Scorer
 from streamdet.stream.policy import StreamPolicy, spoof_probability
-from streamdet.stream.windower import Window, Windower
+from streamdet.stream.session import StreamSession
+from streamdet.stream.windower import Window
 
 # ---------------------------------------------------------------------------------------------
 # Streams
@@ -70,8 +72,14 @@ class StreamResult:
     starts: np.ndarray
     ends: np.ndarray
     scores: np.ndarray
+    speech: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """Each window's speech fraction (NaN when the policy does not gate)."""
+    early: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    """Which windows are early windows of the first decision."""
     spoof: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     """Each window's verdict (the policy's), set by :meth:`run_alerts`."""
+    gated: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    """Windows the alert rule left out (too little speech), set by :meth:`run_alerts`."""
     raised_after: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     raised_events: int = 0
 
@@ -82,11 +90,14 @@ class StreamResult:
     def run_alerts(self, policy: StreamPolicy) -> None:
         """Feed the window verdicts, in order, to a fresh alert state machine (the service's)."""
         machine = policy.alert_machine()
-        self.spoof = policy.are_spoof(spoof_probability(self.scores))
+        early = self.early if self.early.size == self.scores.size else np.zeros(self.scores.size, bool)
+        speech = self.speech if self.speech.size == self.scores.size else np.full(self.scores.size, np.nan)
+        self.spoof = policy.are_spoof(spoof_probability(self.scores), early)
+        self.gated = policy.are_gated(speech)
         raised = np.zeros(self.scores.size, dtype=bool)
         events = 0
-        for i, spoof in enumerate(self.spoof):
-            if machine.update(bool(spoof)) == "raised":
+        for i, (spoof, gated) in enumerate(zip(self.spoof, self.gated, strict=True)):
+            if machine.update(bool(spoof), bool(gated)) == "raised":
                 events += 1
             raised[i] = machine.raised
         self.raised_after, self.raised_events = raised, events
@@ -146,31 +157,36 @@ class _StreamBuilder:
         self.clips: list[ClipSpan] = []
         self.samples = 0
         self.name, self.condition, self.label = name, condition, label
-        self.windower = Windower(policy.hop, policy.window)
+        self.session = StreamSession(name, SAMPLE_RATE, 1, policy)
         self.batcher = batcher
         self.starts: list[int] = []
         self.ends: list[int] = []
+        self.early: list[bool] = []
+        self.speech: list[float] = []
         self.scores: list[float] = []
 
     def push(self, utterance: Utterance, audio: np.ndarray) -> None:
         self.clips.append(ClipSpan(utterance, self.samples, self.samples + audio.shape[0]))
         self.samples += audio.shape[0]
-        self._queue(self.windower.push(audio))
+        self._queue(self.session.feed(audio, None, 0.0))
 
     def finish(self) -> None:
-        tail = self.windower.finish()
-        if tail is not None:
-            self._queue([tail])
+        self._queue(self.session.finish("end"))
 
     def _queue(self, windows: list[Window]) -> None:
         self.starts.extend(w.start for w in windows)
         self.ends.extend(w.end for w in windows)
+        self.early.extend(w.early for w in windows)
+        for window in windows:  # in window order, as the service's scoring thread does
+            speech = self.session.speech_of(window)
+            self.speech.append(np.nan if speech is None else speech)
         self.batcher.add(self.scores, windows)
 
     def result(self) -> StreamResult:
         return StreamResult(self.name, self.condition, self.label, self.clips, self.samples,
                             np.asarray(self.starts, np.int64), np.asarray(self.ends, np.int64),
-                            np.asarray(self.scores, np.float64))
+                            np.asarray(self.scores, np.float64), np.asarray(self.speech, np.float64),
+                            np.asarray(self.early, bool))
 
 
 def replay(
@@ -238,6 +254,12 @@ def _spoof_rate(policy: StreamPolicy, p_bonafide: np.ndarray) -> float | None:
     return float(np.mean(policy.are_spoof(spoof_probability(p_bonafide)))) if p_bonafide.size else None
 
 
+def _gated_rate(streams: Sequence[StreamResult]) -> float | None:
+    """Share of windows the speech gate left out of the alert rule (None for no windows)."""
+    gated = np.concatenate([s.gated for s in streams]) if streams else np.zeros(0, bool)
+    return float(np.mean(gated)) if gated.size else None
+
+
 def summarise(streams: Sequence[StreamResult], policy: StreamPolicy, within: float = 5.0) -> dict[str, object]:
     """The field table's numbers for a set of streams (any mix of real and fake)."""
     real = [s for s in streams if s.label == BONAFIDE]
@@ -254,6 +276,7 @@ def summarise(streams: Sequence[StreamResult], policy: StreamPolicy, within: flo
             "hours": hours,
             "windows": int(real_scores.size),
             "window_alert_rate": _spoof_rate(policy, real_scores),
+            "windows_gated": _gated_rate(real),
             "alerts_raised": events,
             "false_alerts_per_hour": events / hours if hours > 0 else None,
             "streams_alerted": sum(s.raised_events > 0 for s in real),
@@ -270,6 +293,7 @@ def summarise(streams: Sequence[StreamResult], policy: StreamPolicy, within: flo
             "hours": sum(s.seconds for s in fake) / 3600,
             "windows": int(fake_scores.size),
             "window_detection_rate": _spoof_rate(policy, fake_scores),
+            "windows_gated": _gated_rate(fake),
             "within_s": within,
             "alerted_within": sum(t <= within + 1e-9 for t in alerted) / len(firsts) if firsts else None,
             "alerted": len(alerted) / len(firsts) if firsts else None,
@@ -288,15 +312,16 @@ def summarise(streams: Sequence[StreamResult], policy: StreamPolicy, within: flo
 
 
 def write_windows(path: Path, streams: Sequence[StreamResult]) -> None:
-    """One line per window: condition, stream, label, start/end (s), P(bona fide), verdict, alert state."""
+    """One line per window: condition, stream, label, start/end (s), P(bona fide), verdict, alert state,
+    speech fraction (nan: not measured), gated, early."""
     with Path(path).open("w", encoding="utf-8") as handle:
-        handle.write("condition\tstream\tlabel\tstart_s\tend_s\tp_bonafide\tspoof\talert\n")
+        handle.write("condition\tstream\tlabel\tstart_s\tend_s\tp_bonafide\tspoof\talert\tspeech\tgated\tearly\n")
         for s in streams:
             label = "real" if s.label == BONAFIDE else "fake"
-            for start, end, score, spoof, raised in zip(s.starts, s.ends, s.scores, s.spoof, s.raised_after,
-                                                        strict=True):
+            for start, end, score, spoof, raised, speech, gated, early in zip(
+                    s.starts, s.ends, s.scores, s.spoof, s.raised_after, s.speech, s.gated, s.early, strict=True):
                 handle.write(f"{s.condition}\t{s.name}\t{label}\t{start / SAMPLE_RATE:.4f}\t{end / SAMPLE_RATE:.4f}\t"
-                             f"{score:.6g}\t{int(spoof)}\t{int(raised)}\n")
+                             f"{score:.6g}\t{int(spoof)}\t{int(raised)}\t{speech:.3f}\t{int(gated)}\t{int(early)}\n")
 
 
 def plot_det(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str,

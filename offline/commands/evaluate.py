@@ -32,6 +32,7 @@ from streamdet.scoring.base import Scorer
 from streamdet.stream.policy import (
     PAPER_SPOOF_THRESHOLD,
     StreamPolicy,
+    early_ends,
     manifest_calibration,
     read_serve_config,
     spoof_probability,
@@ -85,6 +86,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--alert-k", type=int, help="raise when k of the last n windows are spoof (default: service)")
     s.add_argument("--alert-n", type=int, help="n of the k-of-n rule (default: service)")
     s.add_argument("--alert-m", type=int, help="clear after m windows in a row below (default: service)")
+    s.add_argument("--min-speech", type=float, metavar="F",
+                   help="windows with a smaller speech fraction (VAD) neither raise nor clear an alert "
+                   "(default: --serve-config's, else the service's 0.3; 0 = off)")
+    s.add_argument("--early-windows", type=early_ends, metavar="S,S",
+                   help="first decision: early windows ending at these seconds, e.g. 2,3 (default: "
+                   "--serve-config's, else none); 'none' for none")
+    s.add_argument("--first-spoof-threshold", type=float, metavar="P",
+                   help="the early windows' stricter threshold (default: --serve-config's, else the spoof threshold)")
     s.add_argument("--within", type=float, default=5.0, help="seconds for 'alerted within' (default 5)")
     p.set_defaults(func=run)
 
@@ -197,9 +206,14 @@ def _policy(args: argparse.Namespace, scorer: Scorer) -> StreamPolicy:
     n = args.alert_n if args.alert_n is not None else max(served.get("n", defaults.n), k)
     m = args.alert_m if args.alert_m is not None else served.get("m", defaults.m)
     hop = args.hop if args.hop is not None else served.get("hop", defaults.hop)
+    min_speech = args.min_speech if args.min_speech is not None else served.get("min_speech", defaults.min_speech)
+    early = args.early_windows if args.early_windows is not None else served.get("early", defaults.early)
+    first = (args.first_spoof_threshold if args.first_spoof_threshold is not None
+             else served.get("first_spoof_threshold"))
     return StreamPolicy.resolve(configured, manifest_calibration(scorer.contract),
                                 configured_by=configured_by, hop=hop, k=k, n=n, m=m,
-                                window=scorer.contract.window_samples)
+                                window=scorer.contract.window_samples, min_speech=min_speech,
+                                early=tuple(early), first_spoof_threshold=first)
 
 
 def _run_streaming(args: argparse.Namespace) -> int:
@@ -233,6 +247,8 @@ def _run_streaming(args: argparse.Namespace) -> int:
         "threshold_source": policy.threshold_source,
         "rule": "a window is spoof evidence when p_spoof = 1 - P(bona fide) >= spoof_threshold",
         "hop": policy.hop, "k": policy.k, "n": policy.n, "m": policy.m, "window": policy.window,
+        "min_speech": policy.min_speech, "early": list(policy.early),
+        "first_spoof_threshold": policy.threshold_for(early=True),
         "earliest_alert_s": policy.earliest_alert_s,
         "calls_minutes": args.calls_minutes,
         "within_s": args.within,

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from streamdet.errors import ConfigError, PretrainedModelError
+from streamdet.stream.policy import early_ends
 
 W2V2_SOURCE_REMEDY = ("point --w2v2-source (settings: scoring.w2v2_source, environment: "
                       "STREAMDET_SCORING__W2V2_SOURCE) at a local directory holding XLS-R")
@@ -37,6 +38,12 @@ FLAGS: tuple[tuple[str, str, str, Any, str], ...] = (
     ("--alert-n", "alerts", "n", int, "window count n of the k-of-n rule"),
     ("--alert-m", "alerts", "m", int, "clear after m consecutive windows below the spoof threshold"),
     ("--hop-samples", "window", "hop_samples", int, "samples (16 kHz) between window starts"),
+    ("--min-speech", "alerts", "min_speech", float,
+     "windows with a smaller speech fraction (VAD) neither raise nor clear an alert (default 0.3; 0 = off)"),
+    ("--early-windows", "window", "early_samples", early_ends,
+     "first decision: early windows ending at these seconds, e.g. 2,3 (default: none)"),
+    ("--first-spoof-threshold", "alerts", "first_spoof_threshold", float,
+     "the early windows' stricter threshold on p_spoof (default: --spoof-threshold's)"),
     ("--http-host", "http", "host", str, "address of /healthz, /readyz, /metrics"),
     ("--http-port", "http", "port", int, "port of the HTTP side (0 = any free port)"),
     ("--node-id", "events", "node_id", str, "this service's id in events (default: kept in the journal)"),

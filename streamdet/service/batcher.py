@@ -3,7 +3,9 @@
 Windows of all streams wait in bounded per-stream queues. The batcher takes them round-robin (one
 per stream per turn, so a busy stream cannot starve the others) as soon as ``max_batch`` are
 waiting or the oldest has waited ``max_wait``, awaits ``scorer.score`` on the batch and hands each
-result to ``on_result``, in order within each stream. ``submit`` never blocks: when a stream's
+result to ``on_result``, in order within each stream. An optional ``measure`` runs on the batch in a
+worker thread while the scorer scores it (the service measures each window's speech there, off the
+event loop and overlapping the model). ``submit`` never blocks: when a stream's
 queue is full its oldest window is dropped and handed to ``on_drop``.
 """
 
@@ -35,11 +37,14 @@ class WindowJob:
     arrival: float
     enqueued: float = field(default_factory=time.monotonic)
     context: Any = None
+    speech: float | None = None
+    """The window's speech fraction, set by the batcher's ``measure`` (None: not measured)."""
 
 
 ResultCallback = Callable[[WindowJob, float], None]
 DropCallback = Callable[[WindowJob, str], None]
 BatchCallback = Callable[[int, float], None]
+MeasureCallback = Callable[[list[WindowJob]], None]
 
 
 class Batcher:
@@ -53,6 +58,7 @@ class Batcher:
         max_wait_s: float = 0.01,
         max_pending_per_stream: int = 8,
         on_batch: BatchCallback | None = None,
+        measure: MeasureCallback | None = None,
     ) -> None:
         self.scorer = scorer
         self.max_batch = max(1, min(max_batch, scorer.max_batch))
@@ -61,6 +67,7 @@ class Batcher:
         self._on_result = on_result
         self._on_drop = on_drop
         self._on_batch = on_batch
+        self._measure = measure
         # Insertion order is the round-robin order: a stream served goes to the back of the line.
         self._queues: dict[Hashable, deque[WindowJob]] = {}
         self._pending = 0
@@ -133,7 +140,17 @@ class Batcher:
     async def _score(self, batch: list[WindowJob]) -> None:
         started = time.monotonic()
         try:
-            probs = np.asarray(await self.scorer.score(np.stack([job.window.samples for job in batch])))
+            scoring = self.scorer.score(np.stack([job.window.samples for job in batch]))
+            if self._measure is not None:
+                # Both finish before the next batch starts (one measuring thread at a time).
+                probs, measured = await asyncio.gather(scoring, asyncio.to_thread(self._measure, batch),
+                                                       return_exceptions=True)
+                for outcome in (probs, measured):
+                    if isinstance(outcome, BaseException):
+                        raise outcome
+            else:
+                probs = await scoring
+            probs = np.asarray(probs)
             if probs.shape != (len(batch),):
                 raise ValueError(f"scorer returned shape {probs.shape} for a batch of {len(batch)}")
         except Exception:

@@ -9,7 +9,8 @@
 
 Both probabilities are published: ``p_spoof = 1 - p_bonafide``; ``spoof_threshold`` is on ``p_spoof``,
 and ``spoof`` is the window's verdict (``p_spoof >= spoof_threshold``, decided by
-``streamdet.stream.policy``). ``threshold`` repeats ``spoof_threshold`` for older subscribers
+``streamdet.stream.policy``). ``speech`` is the window's speech fraction and ``gated`` says the alert
+rule left it out (too little speech). ``threshold`` repeats ``spoof_threshold`` for older subscribers
 (deprecated). See docs/protocol.md.
 
 Every event carries where it sits in the node's history (``EventPublisher`` stamps them): ``node``
@@ -59,6 +60,12 @@ class WindowEvent:
     model_id: str
     latency_ms: float
     """From the arrival of the window's last sample at the service to publication."""
+    speech: float | None = None
+    """Share of the window's 32 ms frames the VAD judged speech; None when gating is off (not measured)."""
+    gated: bool = False
+    """Too little speech (``speech < alerts.min_speech``): the window counted neither for nor against an alert."""
+    early: bool = False
+    """An early window of the first decision (``[0, e)`` tiled; judged against the first spoof threshold)."""
     v: int = EVENT_VERSION
     node: str = ""
     """The publishing service's id (``events.node_id``)."""

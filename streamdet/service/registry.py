@@ -173,22 +173,30 @@ class StreamRegistry:
 
     # --- the batcher side ------------------------------------------------------------------------
 
+    @staticmethod
+    def measure_speech(batch: list[WindowJob]) -> None:
+        """The batcher's ``measure``: each window's speech fraction, in the batcher's worker thread."""
+        for job in batch:
+            session: StreamSession = job.key  # type: ignore[assignment]
+            job.speech = session.speech_of(job.window)
+
     def on_result(self, job: WindowJob, p_bonafide: float) -> None:
         """Publish a scored window, and the alert transition it causes."""
         session: StreamSession = job.key  # type: ignore[assignment]
         session.pending -= 1
         session.scored += 1
         p_spoof = spoof_probability(p_bonafide)
-        spoof = self.policy.is_spoof(p_spoof)
-        transition = session.alerts.update(spoof)
+        spoof, gated = self.policy.judge(p_spoof, job.speech, job.window.early)
+        transition = session.alerts.update(spoof, gated)
         latency = time.monotonic() - job.arrival
         start, end = job.window.seconds(SAMPLE_RATE)
-        threshold = self.policy.spoof_threshold
+        threshold = self.policy.threshold_for(job.window.early)
         fields = dict(
             stream_id=session.stream_id, window=job.window.index, start=start, end=end,
             wall_time=time.time(), p_spoof=p_spoof, p_bonafide=p_bonafide, spoof_threshold=threshold,
             threshold=threshold, spoof=spoof, alert=session.alerts.raised, final=job.window.final,
-            model_id=self.model_id, latency_ms=latency * 1000.0,
+            model_id=self.model_id, latency_ms=latency * 1000.0, speech=job.speech, gated=gated,
+            early=job.window.early,
         )
         score = WindowEvent(event="score", **fields)
         self._last_score[session] = score

@@ -38,6 +38,7 @@ from streamdet.service.registry import StreamRegistry
 from streamdet.service.settings import Settings
 from streamdet.service.sinks import EventSink, build_sinks
 from streamdet.stream.policy import StreamPolicy, manifest_calibration
+from streamdet.stream.speech import speech_fraction
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,8 @@ class Service:
         a = settings.alerts
         self.policy = StreamPolicy.resolve(
             a.spoof_threshold, manifest_calibration(scorer.contract),
-            hop=settings.window.hop_samples, k=a.k, n=a.n, m=a.m)
+            hop=settings.window.hop_samples, k=a.k, n=a.n, m=a.m, min_speech=a.min_speech,
+            early=tuple(settings.window.early_samples), first_spoof_threshold=a.first_spoof_threshold)
         """The operating point every stream runs with (threshold resolved: settings > manifest > 0.5)."""
         self.metrics = ServiceMetrics()
         self.app: web.Application = build_app(self)
@@ -146,7 +148,7 @@ class Service:
         self.batcher = Batcher(
             self.scorer, self.registry.on_result, self.registry.on_drop, max_batch=max_batch,
             max_wait_s=s.scoring.max_wait_ms / 1000.0, max_pending_per_stream=s.scoring.max_pending_per_stream,
-            on_batch=self._observe_batch,
+            on_batch=self._observe_batch, measure=self.registry.measure_speech,
         )
         self.metrics.track_queue_depth(lambda: self.batcher.pending if self.batcher else 0)
         self.batcher.start()
@@ -220,6 +222,8 @@ class Service:
         for size in sorted({2, max_batch} - {1}):
             if size <= max_batch:
                 self.scorer.score_batch(np.zeros((size, WINDOW_SAMPLES), dtype=np.float32))
+        if self.policy.min_speech > 0:  # load the VAD now, not on the first live window
+            speech_fraction(np.zeros(SAMPLE_RATE, dtype=np.float32))
 
     def _submit(self, job) -> None:  # the registry is built before the batcher it feeds
         assert self.batcher is not None

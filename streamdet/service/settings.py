@@ -37,9 +37,11 @@ from pydantic_settings import (
 
 from streamdet.errors import ConfigError
 from streamdet.stream.policy import (
+    DEFAULT_EARLY,
     DEFAULT_HOP,
     DEFAULT_K,
     DEFAULT_M,
+    DEFAULT_MIN_SPEECH,
     DEFAULT_N,
     NEVER_SPOOF_THRESHOLD,
     warn_deprecated,
@@ -71,6 +73,9 @@ class WindowSettings(_Section):
 
     hop_samples: int = Field(DEFAULT_HOP, ge=1)
     """Samples between window starts; 16,000 = one window per second of audio."""
+    early_samples: list[int] = list(DEFAULT_EARLY)
+    """Ends of the early windows ``[0, e)`` of the first decision (e.g. ``[32000, 48000]`` for 2 and 3 s),
+    each tiled to a full window and judged against ``alerts.first_spoof_threshold``; empty = none."""
 
 
 class ScoringSettings(_Section):
@@ -107,6 +112,11 @@ class AlertSettings(_Section):
     n: int = Field(DEFAULT_N, ge=1)
     m: int = Field(DEFAULT_M, ge=1)
     """Raise when k of the last n windows have p_spoof >= spoof_threshold; clear after m windows below."""
+    min_speech: float = Field(DEFAULT_MIN_SPEECH, ge=0.0, le=1.0)
+    """Windows whose speech fraction (Silero VAD) is below this are gated: they neither count as
+    evidence nor clear an alert. 0 turns gating (and the VAD) off."""
+    first_spoof_threshold: float | None = Field(None, ge=0.0, le=NEVER_SPOOF_THRESHOLD)
+    """The stricter threshold of the early windows (``window.early_samples``); None = spoof_threshold."""
     curve_secret_key: Path | None = None
     curve_clients_dir: Path | None = None
     send_hwm: int = Field(10_000, ge=1)

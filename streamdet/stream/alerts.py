@@ -4,6 +4,8 @@ Windows overlap (4 s windows every second), so one loud artefact shows up in sev
 requiring k of the last n keeps a single odd window from raising an alert, and requiring m in a row
 below keeps a raised alert from blinking off. The history is forgotten at every transition, so a
 fresh raise needs k fresh windows and a fresh clear m fresh ones (no flapping on old evidence).
+A gated window (too little speech, ``StreamPolicy.is_gated``) is not fed at all: "the last n" and
+"m in a row" count speech windows only.
 """
 
 from __future__ import annotations
@@ -23,8 +25,11 @@ class AlertStateMachine:
         self._recent: deque[bool] = deque(maxlen=n)
         self._below_run = 0
 
-    def update(self, spoof: bool) -> Transition | None:
-        """Feed one window's verdict (True = spoof evidence); returns a transition if one happened."""
+    def update(self, spoof: bool, gated: bool = False) -> Transition | None:
+        """Feed one window's verdict (True = spoof evidence); returns a transition if one happened.
+        A ``gated`` window changes nothing."""
+        if gated:
+            return None
         if not self.raised:
             self._recent.append(spoof)
             if sum(self._recent) >= self.k:

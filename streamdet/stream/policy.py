@@ -13,6 +13,13 @@ here, and ``streamdet serve``, ``offline evaluate`` and ``offline calibrate`` al
   is full, and a tail window at the end of a stream, exactly as the service's windower emits them.
 - **The alert rule**: raise when ``k`` of the last ``n`` windows are spoof evidence, clear after
   ``m`` in a row that are not (2, 3, 3 by default).
+- **Speech gating**: a window whose speech fraction (``streamdet.stream.speech``) is below
+  ``min_speech`` is *gated*: it counts neither as evidence nor as a clear vote, so silence, tones,
+  noise and hold music can neither raise nor clear an alert (0 turns gating off).
+- **The first decision**: optional early windows ``[0, e)`` for ``e`` in ``early`` (e.g. 2 and 3 s,
+  tiled to a full window as the paper pads short clips) are judged against the stricter
+  ``first_spoof_threshold`` and feed the same k-of-n rule, so a call can alert before the
+  ``window + (k - 1) hop`` that full windows need.
 
 Why P(spoof): an alert is about spoofing, and one space means one comparison everywhere; two
 spaces (``p_bonafide < t`` offline, ``1 - p_bonafide >= 1 - t`` in the service) disagree in floating
@@ -53,6 +60,12 @@ DEFAULT_HOP = SAMPLE_RATE
 
 DEFAULT_K, DEFAULT_N, DEFAULT_M = 2, 3, 3
 """Raise when 2 of the last 3 windows are spoof evidence; clear after 3 in a row that are not."""
+
+DEFAULT_MIN_SPEECH = 0.3
+"""A window with less than 30 % of its 32 ms frames judged speech does not count (gated)."""
+
+DEFAULT_EARLY: tuple[int, ...] = ()
+"""Early windows (their ends, in samples): none by default (docs/field-accuracy.md, "First decision")."""
 
 
 def spoof_probability(p_bonafide: Any) -> Any:
@@ -102,18 +115,28 @@ def manifest_calibration(contract: object) -> Calibration | None:
 class WindowGeometry:
     """Where a stream's windows lie, in 16 kHz samples.
 
+    - Early windows ``[0, e)`` for each ``e`` in ``early`` that the stream reaches, first, each tiled
+      to ``window`` samples (``streamdet.audio.fix_length``).
     - Regular windows ``[i hop, i hop + window)`` for every i whose window fits in the stream.
-    - At end of stream a tail window ``[total - window, total)``, unless the last regular window
-      already ended there; a stream shorter than a window gives one window ``[0, total)``, tiled to
-      ``window`` samples (``streamdet.audio.fix_length``).
+    - At end of stream a tail window ``[total - window, total)``, unless the last window already
+      ended there; a stream shorter than a window gives one window ``[0, total)``, tiled to
+      ``window`` samples.
     """
 
     window: int = WINDOW_SAMPLES
     hop: int = DEFAULT_HOP
+    early: tuple[int, ...] = DEFAULT_EARLY
 
     def __post_init__(self) -> None:
         if self.window < 1 or self.hop < 1:
             raise ConfigError(f"window and hop must be positive, got window={self.window} hop={self.hop}")
+        early = tuple(self.early)
+        if any(not 0 < e < self.window for e in early) or list(early) != sorted(set(early)):
+            raise ConfigError(f"early window ends must increase strictly within (0, {self.window}), got {early}")
+        object.__setattr__(self, "early", early)
+
+    def early_spans(self, total: int) -> list[tuple[int, int]]:
+        return [(0, e) for e in self.early if e <= total]
 
     def regular_count(self, total: int) -> int:
         return 0 if total < self.window else (total - self.window) // self.hop + 1
@@ -125,20 +148,22 @@ class WindowGeometry:
         return (0, total) if total < self.window else (total - self.window, total)
 
     def spans(self, total: int) -> list[tuple[int, int]]:
-        """(start, end) of every window of a stream of ``total`` samples, tail included."""
-        regular = [(i * self.hop, i * self.hop + self.window) for i in range(self.regular_count(total))]
-        tail = self.tail_span(total, regular[-1][1] if regular else 0)
-        return regular + ([tail] if tail is not None else [])
+        """(start, end) of every window of a stream of ``total`` samples, early and tail included."""
+        spans = self.early_spans(total)
+        spans += [(i * self.hop, i * self.hop + self.window) for i in range(self.regular_count(total))]
+        tail = self.tail_span(total, spans[-1][1] if spans else 0)
+        return spans + ([tail] if tail is not None else [])
 
     def offsets(self, total: int) -> list[int]:
         """Start sample of every window (a short stream's one tiled window starts at 0)."""
         return [start for start, _ in self.spans(total)]
 
     def count(self, total: int) -> int:
-        """How many windows a stream of ``total`` samples gives, tail included."""
+        """How many windows a stream of ``total`` samples gives, early and tail included."""
+        early = self.early_spans(total)
         regular = self.regular_count(total)
-        last_end = (regular - 1) * self.hop + self.window if regular else 0
-        return regular + (self.tail_span(total, last_end) is not None)
+        last_end = (regular - 1) * self.hop + self.window if regular else (early[-1][1] if early else 0)
+        return len(early) + regular + (self.tail_span(total, last_end) is not None)
 
 
 @dataclass(frozen=True)
@@ -152,41 +177,75 @@ class StreamPolicy:
     n: int = DEFAULT_N
     m: int = DEFAULT_M
     window: int = WINDOW_SAMPLES
+    min_speech: float = DEFAULT_MIN_SPEECH
+    """Windows with a smaller speech fraction are gated (neither evidence nor clear vote); 0 = off."""
+    early: tuple[int, ...] = DEFAULT_EARLY
+    """Ends (samples) of the early windows ``[0, e)`` of the first decision; empty = none."""
+    first_spoof_threshold: float | None = None
+    """The stricter threshold of the early windows; None = the spoof threshold."""
 
     def __post_init__(self) -> None:
         check_spoof_threshold(self.spoof_threshold)
+        if self.first_spoof_threshold is not None:
+            check_spoof_threshold(self.first_spoof_threshold, "first spoof threshold")
         if not 1 <= self.k <= self.n or self.m < 1:
             raise ConfigError(f"need 1 <= k <= n and m >= 1, got k={self.k} n={self.n} m={self.m}")
-        WindowGeometry(self.window, self.hop)  # validates
+        if not 0.0 <= self.min_speech <= 1.0:  # also refuses NaN
+            raise ConfigError(f"min speech must be a fraction in [0, 1], got {self.min_speech}")
+        object.__setattr__(self, "early", WindowGeometry(self.window, self.hop, self.early).early)  # validates
 
     @classmethod
     def resolve(cls, configured: float | None, calibration: Calibration | None, *,
                 configured_by: str = "settings", **rule: Any) -> StreamPolicy:
         """A policy with its threshold resolved (:func:`resolve_spoof_threshold`); ``rule``: hop, k, n, m,
-        window."""
+        window, min_speech, early, first_spoof_threshold."""
         threshold, source = resolve_spoof_threshold(configured, calibration, configured_by)
         return cls(threshold, source, **rule)
 
     # --- the verdict -----------------------------------------------------------------------------
 
-    def is_spoof(self, p_spoof: float) -> bool:
-        """One window's verdict: spoof evidence when P(spoof) >= the spoof threshold."""
-        return p_spoof >= self.spoof_threshold
+    def threshold_for(self, early: bool = False) -> float:
+        """The threshold a window is judged against: the stricter first one for early windows."""
+        if early and self.first_spoof_threshold is not None:
+            return self.first_spoof_threshold
+        return self.spoof_threshold
 
-    def are_spoof(self, p_spoof: npt.ArrayLike) -> np.ndarray:
+    def is_spoof(self, p_spoof: float, early: bool = False) -> bool:
+        """One window's verdict: spoof evidence when P(spoof) >= its threshold (:meth:`threshold_for`)."""
+        return p_spoof >= self.threshold_for(early)
+
+    def are_spoof(self, p_spoof: npt.ArrayLike, early: npt.ArrayLike | None = None) -> np.ndarray:
         """:meth:`is_spoof` of every element (float64), for offline evaluation and calibration."""
-        return np.asarray(p_spoof, dtype=np.float64) >= self.spoof_threshold
+        p_spoof = np.asarray(p_spoof, dtype=np.float64)
+        if early is None:
+            return p_spoof >= self.spoof_threshold
+        thresholds = np.where(np.asarray(early, dtype=bool), self.threshold_for(True), self.spoof_threshold)
+        return p_spoof >= thresholds
+
+    def is_gated(self, speech: float) -> bool:
+        """Whether a window with this speech fraction is left out of the alert rule (too little speech)."""
+        return speech < self.min_speech
+
+    def are_gated(self, speech: npt.ArrayLike) -> np.ndarray:
+        """:meth:`is_gated` of every element; NaN (not measured) is never gated."""
+        return np.asarray(speech, dtype=np.float64) < self.min_speech
+
+    def judge(self, p_spoof: float, speech: float | None, early: bool = False) -> tuple[bool, bool]:
+        """(spoof, gated) of one window: its verdict, and whether the alert rule leaves it out.
+        ``speech`` None means not measured (gating off): never gated."""
+        return self.is_spoof(p_spoof, early), speech is not None and self.is_gated(speech)
 
     # --- geometry and the alert rule -------------------------------------------------------------
 
     @property
     def geometry(self) -> WindowGeometry:
-        return WindowGeometry(self.window, self.hop)
+        return WindowGeometry(self.window, self.hop, self.early)
 
     @property
     def earliest_alert_s(self) -> float:
-        """The first moment a stream can raise an alert: k windows, the first full, then k-1 hops."""
-        return (self.window + (self.k - 1) * self.hop) / SAMPLE_RATE
+        """The first moment a stream can raise an alert: the end of its k-th window (early ones included)."""
+        ends = [*self.early, *(self.window + i * self.hop for i in range(self.k))]
+        return ends[self.k - 1] / SAMPLE_RATE
 
     def alert_machine(self) -> AlertStateMachine:
         return AlertStateMachine(self.k, self.n, self.m)
@@ -196,13 +255,27 @@ class StreamPolicy:
         return f"alert when p_spoof >= {self.spoof_threshold!r} ({self.threshold_source})"
 
     def describe_rule(self) -> str:
-        return (f"{self.k} of {self.n} windows every {self.hop / SAMPLE_RATE:g} s raise, "
+        rule = (f"{self.k} of {self.n} windows every {self.hop / SAMPLE_RATE:g} s raise, "
                 f"{self.m} in a row below clear")
+        if self.min_speech > 0:
+            rule += f", windows under {self.min_speech:g} speech gated"
+        if self.early:
+            ends = ", ".join(f"{e / SAMPLE_RATE:g}" for e in self.early)
+            rule += f", early windows at {ends} s judged at p_spoof >= {self.threshold_for(True)!r}"
+        return rule
+
+
+def early_ends(seconds: str) -> list[int]:
+    """Early window ends from a flag's ``"2,3"`` (seconds) to samples; ``""`` or ``"none"``: no early
+    windows. Raises ValueError (argparse turns it into a usage error)."""
+    if seconds.strip().lower() in ("", "none"):
+        return []
+    return [int(round(float(part) * SAMPLE_RATE)) for part in seconds.split(",")]
 
 
 def read_serve_config(path: str | Path) -> dict[str, Any]:
-    """The operating point in a ``streamdet serve`` TOML file: its ``[alerts]`` threshold and k/n/m and
-    its ``[window]`` hop, as keyword arguments of :class:`StreamPolicy` (``spoof_threshold`` is None
+    """The operating point in a ``streamdet serve`` TOML file: its ``[alerts]`` threshold, k/n/m, speech
+    gate and first threshold and its ``[window]`` hop and early windows, as keyword arguments of :class:`StreamPolicy` (``spoof_threshold`` is None
     when the file sets none). Only these keys are read; the service validates the rest."""
     path = Path(path)
     if not path.is_file():
@@ -219,6 +292,11 @@ def read_serve_config(path: str | Path) -> dict[str, Any]:
     for key in ("k", "n", "m"):
         if key in alerts:
             out[key] = int(alerts[key])
+    for key in ("min_speech", "first_spoof_threshold"):
+        if key in alerts:
+            out[key] = float(alerts[key])
     if "hop_samples" in window:
         out["hop"] = int(window["hop_samples"])
+    if "early_samples" in window:
+        out["early"] = tuple(int(e) for e in window["early_samples"])
     return out

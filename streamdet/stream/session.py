@@ -1,4 +1,4 @@
-"""One stream's state, synchronous and free of I/O: sequence check, edge, windows, alert state."""
+"""One stream's state, synchronous and free of I/O: sequence check, edge, windows, speech, alert state."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from streamdet.audio import SAMPLE_RATE
 from streamdet.errors import StreamRejectedError
 from streamdet.stream.edge import EdgeResampler
 from streamdet.stream.policy import StreamPolicy
+from streamdet.stream.speech import SpeechTracker
 from streamdet.stream.windower import Window, Windower
 
 
@@ -36,7 +37,9 @@ class StreamSession:
 
     def __post_init__(self) -> None:
         self.edge = EdgeResampler(self.sample_rate, self.channels)
-        self.windower = Windower(self.policy.hop, self.policy.window)
+        self.windower = Windower(self.policy.hop, self.policy.window, self.policy.early)
+        self.speech = SpeechTracker()
+        """The stream's samples for the VAD; judged in the scoring thread (``speech.fraction``)."""
         self.alerts = self.policy.alert_machine()
 
     @property
@@ -64,15 +67,27 @@ class StreamSession:
         if seq is not None:
             self.last_seq = seq
         self.last_arrival = arrival
-        return self.windower.push(self.edge.process(samples))
+        return self._cut(self.edge.process(samples))
 
     def finish(self, reason: str) -> list[Window]:
         """End the stream: flush the resampler, return the remaining windows (tail included)."""
         self.ended = True
         self.end_reason = reason
-        windows = self.windower.push(self.edge.flush())
+        windows = self._cut(self.edge.flush())
         tail = self.windower.finish()
         return windows + ([tail] if tail is not None else [])
+
+    def _cut(self, samples: np.ndarray) -> list[Window]:
+        if self.policy.min_speech > 0:  # no gate, no VAD: the speech tracker is not fed
+            self.speech.push(samples)
+        return self.windower.push(samples)
+
+    def speech_of(self, window: Window) -> float | None:
+        """The window's speech fraction (None when the policy does not gate: the VAD does not run).
+        Call for each window in order, from one thread."""
+        if self.policy.min_speech <= 0:
+            return None
+        return self.speech.fraction(window.start, window.end)
 
     @property
     def done(self) -> bool:

@@ -3,7 +3,9 @@
 Where the windows lie is :class:`streamdet.stream.policy.WindowGeometry`'s rule (regular windows
 every ``hop`` samples, and a tail window at the end); this module produces them incrementally:
 
-- The first window is samples [0, W) and is emitted as soon as W samples exist.
+- Early windows [0, e), for the geometry's early ends e, as soon as e samples exist, tiled to W with
+  ``streamdet.audio.fix_length`` (marked ``early``: the policy judges them more strictly).
+- The first regular window is samples [0, W) and is emitted as soon as W samples exist.
 - Then one every ``hop`` samples: [hop, hop + W), [2 hop, 2 hop + W), ...
 - At end of stream, the geometry's tail window, if any; a stream shorter than W gives one window,
   tiled to W with ``streamdet.audio.fix_length`` as the paper pads short clips (its media span is
@@ -32,6 +34,7 @@ class Window:
     end: int
     samples: np.ndarray
     final: bool = False
+    early: bool = False
 
     def seconds(self, sample_rate: int) -> tuple[float, float]:
         return self.start / sample_rate, self.end / sample_rate
@@ -40,10 +43,11 @@ class Window:
 class Windower:
     """Push samples in, get complete windows out; ``finish`` gives the tail window."""
 
-    def __init__(self, hop: int, window: int = WINDOW_SAMPLES) -> None:
+    def __init__(self, hop: int, window: int = WINDOW_SAMPLES, early: tuple[int, ...] = ()) -> None:
         if hop < 1 or window < 1:
             raise ValueError("hop and window must be positive")
-        self.geometry = WindowGeometry(window, hop)
+        self.geometry = WindowGeometry(window, hop, early)
+        self._early = list(self.geometry.early)  # early ends not yet reached
         self.hop = hop
         self.window = window
         self._ring = SampleRing(window)
@@ -70,12 +74,17 @@ class Windower:
         # Feed up to each window boundary in turn, so that one large chunk cannot skip windows
         # whose start the W-sample ring would otherwise have overwritten.
         while offset < samples.size:
-            boundary = self._next_start + self.window
+            early = bool(self._early)
+            boundary = self._early[0] if early else self._next_start + self.window
             take = min(boundary - self.total, samples.size - offset)
             if take > 0:
                 self._ring.extend(samples[offset:offset + take])
                 offset += take
-            if self.total == boundary:
+            if self.total == boundary and early:
+                self._early.pop(0)
+                out.append(self._emit(0, fix_length(self._ring.latest(boundary), self.window), end=boundary,
+                                      early=True))
+            elif self.total == boundary:
                 out.append(self._emit(self._next_start, self._ring.latest(self.window)))
                 self._next_start += self.hop
         return out
@@ -94,9 +103,10 @@ class Windower:
             return self._emit(start, fix_length(self._ring.latest(total), self.window), end=end, final=True)
         return self._emit(start, self._ring.latest(self.window), final=True)
 
-    def _emit(self, start: int, samples: np.ndarray, end: int | None = None, final: bool = False) -> Window:
+    def _emit(self, start: int, samples: np.ndarray, end: int | None = None, final: bool = False,
+              early: bool = False) -> Window:
         end = start + self.window if end is None else end
-        window = Window(self._count, start, end, samples, final)
+        window = Window(self._count, start, end, samples, final, early)
         self._count += 1
         self._last_end = end
         return window

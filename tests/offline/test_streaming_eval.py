@@ -17,6 +17,9 @@ from streamdet.scoring.base import Scorer
 from streamdet.stream.policy import NEVER_SPOOF_THRESHOLD, StreamPolicy
 from streamdet.stream.windower import Windower
 
+NO_GATE = {"min_speech": 0.0}
+"""The clips here are constant signals, not speech: the speech gate would leave every window out."""
+
 
 class SignScorer(Scorer):
     """P(bona fide) 0.9 for windows of positive mean, 0.1 otherwise: "real" clips are +DC, "fake" -DC."""
@@ -42,7 +45,7 @@ def _clip(folder, name: str, seconds: float, sign: float) -> Utterance:
 def test_one_stream_per_clip_uses_the_service_windows(tmp_path) -> None:
     fake = _clip(tmp_path, "fake10", 10.0, -1)
     scorer = SignScorer()
-    policy = StreamPolicy(spoof_threshold=0.5)
+    policy = StreamPolicy(spoof_threshold=0.5, **NO_GATE)
     (stream,), failures = replay(scorer, "set", [fake], policy, batch_size=4)
     assert not failures
     windower = Windower(policy.hop)
@@ -59,7 +62,7 @@ def test_one_stream_per_clip_uses_the_service_windows(tmp_path) -> None:
 def test_calls_chain_same_class_clips_and_count_false_alerts(tmp_path) -> None:
     clips = [_clip(tmp_path, f"real{i}", 2.0, +1) for i in range(6)]
     clips += [_clip(tmp_path, f"fake{i}", 3.0, -1) for i in range(4)]
-    policy = StreamPolicy(spoof_threshold=0.5)
+    policy = StreamPolicy(spoof_threshold=0.5, **NO_GATE)
     streams, _ = replay(SignScorer(), "set", clips, policy, calls_seconds=6.0)
     real = [s for s in streams if s.label == 0]
     fake = [s for s in streams if s.label == 1]
@@ -74,7 +77,7 @@ def test_calls_chain_same_class_clips_and_count_false_alerts(tmp_path) -> None:
     assert firsts == [pytest.approx(policy.earliest_alert_s), pytest.approx(policy.earliest_alert_s - 3.0)]
     assert report["window_eer"] == 0.0
 
-    everything = StreamPolicy(spoof_threshold=0.0)  # every window is spoof evidence: one alert per real call
+    everything = StreamPolicy(spoof_threshold=0.0, **NO_GATE)  # every window is spoof evidence: one alert per real call
     for stream in real:
         stream.run_alerts(everything)
     assert summarise(real, everything)["real"]["alerts_raised"] == 2

@@ -107,7 +107,7 @@ async def _stream_events(request: web.Request, service: Service) -> web.StreamRe
                 "threshold": service.policy.spoof_threshold,  # deprecated: spoof_threshold
                 "whip": whip is not None, "whip_token_required": bool(whip and whip.token_required),
                 "alert_rule": {"k": service.settings.alerts.k, "n": service.settings.alerts.n,
-                               "m": service.settings.alerts.m},
+                               "m": service.settings.alerts.m, "min_speech": service.policy.min_speech},
             }))
             while True:
                 try:

@@ -60,8 +60,12 @@ class FakeScorer(Scorer):
 
 
 def loopback_overrides(**sections: dict) -> dict:
-    """Settings overrides binding every socket to a free loopback port, merged with ``sections``."""
-    base: dict = {"ingest": {"endpoint": LOOPBACK}, "alerts": {"endpoint": LOOPBACK}, "http": {"port": 0}}
+    """Settings overrides binding every socket to a free loopback port, merged with ``sections``.
+
+    The speech gate is off (``alerts.min_speech`` 0) unless a test sets it: plumbing tests stream
+    tones and silence through fake scorers, which the gate would rightly leave out of every alert."""
+    base: dict = {"ingest": {"endpoint": LOOPBACK}, "alerts": {"endpoint": LOOPBACK, "min_speech": 0.0},
+                  "http": {"port": 0}}
     for name, values in sections.items():
         base.setdefault(name, {}).update(values)
     return base

@@ -45,6 +45,7 @@ class Serve:
             "--ingest", "tcp://127.0.0.1:*", "--events", "tcp://127.0.0.1:*", "--http-port", "0",
             "--log-format", "json", "--spoof-threshold", "0.0", "--alert-k", "1", "--alert-n", "1",
             "--journal", str(journal), "--no-whip",
+            "--min-speech", "0",  # synthetic audio: no speech for the gate to find
             env={**os.environ, "PYTHONPATH": str(REPO), "STREAMDET_ALERTS__HEARTBEAT_S": "0.5", **env},
             stderr=asyncio.subprocess.PIPE)
         while True:

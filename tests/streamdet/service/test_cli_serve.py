@@ -93,6 +93,7 @@ async def test_sigterm_scores_the_in_flight_stream_and_exits_0(random_cm_dir: Pa
         sys.executable, "-m", "streamdet", "serve", "--engine", str(random_cm_dir), "--device", "cpu",
         "--ingest", "tcp://127.0.0.1:*", "--events", "tcp://127.0.0.1:*", "--http-port", "0",
         "--log-format", "json", "--spoof-threshold", "0.0", "--alert-k", "1", "--alert-n", "1",
+        "--min-speech", "0",  # the audio is silence: no speech gate, so that every window counts
         env=env, stderr=asyncio.subprocess.PIPE)
     try:
         ready = await asyncio.wait_for(_ready_line(proc.stderr), 120)

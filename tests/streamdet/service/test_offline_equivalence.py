@@ -10,6 +10,7 @@ must be the same: both sides go through ``streamdet.stream.policy`` and nothing 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +93,7 @@ async def test_service_and_replay_agree_window_for_window(threshold, audio, star
     assert events[-1].event == "end" and events[-1].dropped == 0
     live_transitions = [(e.event, e.window) for e in events if e.event in ("raised", "cleared")]
 
-    policy = StreamPolicy.resolve(threshold, None)
+    policy = StreamPolicy.resolve(threshold, None, min_speech=0.0)  # the fixture's service does not gate
     (stream,), failures = replay(PositionScorer(), "eq", [Utterance("eq", path, 1)], policy, batch_size=3)
     assert not failures
     assert isinstance(stream, StreamResult)
@@ -121,3 +122,60 @@ def test_the_thresholds_exercise_both_verdicts_and_both_transitions() -> None:
     assert some_flip >= 3
     at = spoof_probability(float(np.float32(0.3)))
     assert StreamPolicy(at).are_spoof(p_spoof).sum() > StreamPolicy(math.nextafter(at, 1)).are_spoof(p_spoof).sum()
+
+
+# --- the speech gate and the first decision --------------------------------------------------------
+
+GATED_CLIPS = ["alm-add/audio/AudioLM/speech_0944c955-dc0b-4c87-a006-02d0f12adeec_fake.wav",
+               "alm-add/audio/HAM_TTS/speech_ground_truth_BAC009S0764W0158_real.wav"]
+
+
+class ContentScorer(Scorer):
+    """P(bona fide) from the window's samples alone (deterministic, batch-independent, spread over [0, 1))."""
+
+    model_id = "content@0"
+    contract = InputContract()
+
+    def score_batch(self, windows: np.ndarray) -> np.ndarray:
+        windows = self.check_windows(windows)
+        return np.array([(np.abs(w.astype(np.float64)).sum() * 7.31) % 1.0 for w in windows], dtype=np.float32)
+
+
+@pytest.mark.reference
+async def test_gate_and_early_windows_agree_between_service_and_replay(shared_dir, tmp_path, start_service, kit,
+                                                                       push) -> None:
+    from streamdet.audio import load_audio
+
+    rng = np.random.default_rng(3)
+    pieces = [load_audio(shared_dir / GATED_CLIPS[0]), np.zeros(5 * SAMPLE_RATE, np.float32),
+              (0.05 * rng.standard_normal(6 * SAMPLE_RATE)).astype(np.float32), load_audio(shared_dir / GATED_CLIPS[1])]
+    samples = np.concatenate(pieces).astype(np.float32)
+    path = tmp_path / "gated.wav"
+    sf.write(path, samples, SAMPLE_RATE, subtype="FLOAT")
+    rule = {"min_speech": 0.3, "first_spoof_threshold": 0.8, "spoof_threshold": 0.5, "m": 1}
+    service = await start_service(ContentScorer(), alerts=rule, window={"early_samples": [32_000, 48_000]},
+                                  http={"enabled": False}, scoring={"max_pending_per_stream": 64})
+    listener = service.listen()
+    await kit.send_all(push(service.ingest_endpoint), kit.frames_of("gq", samples[:, None], fmt="f32le", chunk=3_000))
+    events = await kit.collect_until_end(listener, "gq")
+    scores = [e for e in events if e.event == "score"]
+    assert events[-1].dropped == 0
+
+    policy = StreamPolicy.resolve(0.5, None, min_speech=0.3, first_spoof_threshold=0.8, early=(32_000, 48_000), m=1)
+    assert replace(service.policy, threshold_source=policy.threshold_source) == policy  # the service's own
+    (stream,), failures = replay(ContentScorer(), "gq", [Utterance("gq", path, 1)], policy, batch_size=5)
+    assert not failures
+
+    assert [(round(e.start * SAMPLE_RATE), round(e.end * SAMPLE_RATE)) for e in scores] == \
+        list(zip(stream.starts.tolist(), stream.ends.tolist(), strict=True))
+    assert [e.early for e in scores] == stream.early.tolist() == [True, True] + [False] * (len(scores) - 2)
+    assert [e.p_spoof for e in scores] == spoof_probability(stream.scores).tolist()
+    assert [e.speech for e in scores] == stream.speech.tolist()
+    assert [e.gated for e in scores] == stream.gated.tolist()
+    assert [e.spoof for e in scores] == stream.spoof.tolist()
+    assert [e.spoof_threshold for e in scores] == [0.8, 0.8] + [0.5] * (len(scores) - 2)
+    assert [e.alert for e in scores] == stream.raised_after.tolist()
+    live_transitions = [(e.event, e.window) for e in events if e.event in ("raised", "cleared")]
+    assert live_transitions == _transitions(stream.raised_after.tolist())
+    # Not vacuous: the audio has windows on both sides of the gate, and the rule changes state.
+    assert 0 < sum(stream.gated) < len(scores) and {"raised", "cleared"} <= {t for t, _ in live_transitions}

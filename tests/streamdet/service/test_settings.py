@@ -17,6 +17,21 @@ def test_defaults() -> None:
     s = load_settings()
     assert (s.window.hop_samples, s.alerts.k, s.alerts.n, s.alerts.m, s.alerts.spoof_threshold) == (16000, 2, 3, 3, None)
     assert s.scoring.engine is None
+    assert (s.alerts.min_speech, s.window.early_samples, s.alerts.first_spoof_threshold) == (0.3, [], None)
+
+
+def test_speech_gate_and_first_decision_reach_the_service_policy(monkeypatch: pytest.MonkeyPatch, kit) -> None:
+    from streamdet.service.server import Service
+
+    monkeypatch.setenv("STREAMDET_ALERTS__MIN_SPEECH", "0.5")
+    settings = load_settings(None, {"window": {"early_samples": [32000, 48000]},
+                                    "alerts": {"first_spoof_threshold": 0.999}, "http": {"enabled": False}})
+    policy = Service(settings, kit.FakeScorer()).policy
+    assert (policy.min_speech, policy.early, policy.first_spoof_threshold) == (0.5, (32000, 48000), 0.999)
+    with pytest.raises(ConfigError, match="early window"):
+        Service(load_settings(None, {"window": {"early_samples": [70000]}}), kit.FakeScorer())
+    with pytest.raises(ConfigError):
+        load_settings(None, {"alerts": {"min_speech": 1.5}})
 
 
 def test_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

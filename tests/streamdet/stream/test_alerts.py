@@ -45,3 +45,13 @@ def test_alternating_windows_hold_a_raised_alert() -> None:
 def test_invalid_parameters(k: int, n: int, m: int) -> None:
     with pytest.raises(ValueError):
         AlertStateMachine(k, n, m)
+
+
+def test_gated_windows_neither_raise_nor_clear() -> None:
+    machine = AlertStateMachine(2, 3, 2)
+    assert [machine.update(True, gated=True) for _ in range(5)] == [None] * 5 and not machine.raised
+    # S, three gated, S: the gated windows are not among "the last 3", so S-S raises.
+    assert [machine.update(True), *(machine.update(False, gated=True) for _ in range(3)), machine.update(True)] \
+        == [None, None, None, None, "raised"]
+    assert [machine.update(False, gated=True) for _ in range(10)] == [None] * 10 and machine.raised
+    assert [machine.update(False), machine.update(True, gated=True), machine.update(False)] == [None, None, "cleared"]

@@ -128,8 +128,9 @@ def test_serve_config_is_read_for_offline_use(tmp_path) -> None:
 # --- window geometry -----------------------------------------------------------------------------
 
 
-def _windower_spans(total: int, hop: int, window: int, chunk: int) -> list[tuple[int, int]]:
-    windower = Windower(hop, window)
+def _windower_spans(total: int, hop: int, window: int, chunk: int, early: tuple[int, ...] = ()
+                    ) -> list[tuple[int, int]]:
+    windower = Windower(hop, window, early)
     out = []
     for start in range(0, total, chunk):
         out += windower.push(np.zeros(min(chunk, total - start), np.float32))
@@ -158,3 +159,50 @@ def test_geometry_at_the_services_numbers(seconds: float) -> None:
 def test_earliest_alert() -> None:
     assert StreamPolicy().earliest_alert_s == pytest.approx((WINDOW_SAMPLES + DEFAULT_HOP) / 16_000)
     assert StreamPolicy(k=1, n=1).earliest_alert_s == pytest.approx(WINDOW_SAMPLES / 16_000)
+
+
+@pytest.mark.parametrize("window, hop, early", [(100, 30, (40, 70)), (100, 100, (99,)), (7, 3, (1, 2, 6))])
+def test_geometry_with_early_windows_is_what_the_windower_emits(window: int, hop: int, early: tuple[int, ...]) -> None:
+    geometry = WindowGeometry(window, hop, early)
+    for total in range(0, 4 * window + 2 * hop):
+        expected = _windower_spans(total, hop, window, chunk=13, early=early)
+        assert geometry.spans(total) == expected, total
+        assert geometry.count(total) == len(expected)
+        assert expected[:len(geometry.early_spans(total))] == [(0, e) for e in early if e <= total]
+
+
+def test_early_windows_are_tiled_and_marked() -> None:
+    windower = Windower(16_000, early=(32_000, 48_000))
+    ramp = np.arange(70_000, dtype=np.float32)
+    windows = windower.push(ramp)
+    assert [(w.start, w.end, w.early) for w in windows] == [(0, 32_000, True), (0, 48_000, True),
+                                                            (0, WINDOW_SAMPLES, False)]
+    assert windows[0].samples.shape == (WINDOW_SAMPLES,)
+    assert np.array_equal(windows[0].samples, np.tile(ramp[:32_000], 3)[:WINDOW_SAMPLES])
+
+
+@pytest.mark.parametrize("early", [(0,), (WINDOW_SAMPLES,), (48_000, 32_000), (32_000, 32_000)])
+def test_bad_early_windows_are_refused(early: tuple[int, ...]) -> None:
+    with pytest.raises(ConfigError):
+        StreamPolicy(early=early)
+
+
+def test_first_decision_and_gate_verdicts() -> None:
+    policy = StreamPolicy(0.9, early=(32_000, 48_000), first_spoof_threshold=0.99, min_speech=0.3)
+    assert policy.earliest_alert_s == 3.0  # the second early window, with k = 2
+    assert policy.judge(0.95, 0.5) == (True, False)
+    assert policy.judge(0.95, 0.5, early=True) == (False, False)  # the stricter threshold
+    assert policy.judge(0.995, 0.29, early=True) == (True, True)  # evidence, but too little speech
+    assert policy.judge(0.95, None) == (True, False)  # not measured: never gated
+    assert policy.are_spoof([0.95, 0.95], early=[True, False]).tolist() == [False, True]
+    assert policy.are_gated([0.0, 0.3, np.nan]).tolist() == [True, False, False]
+    assert StreamPolicy(0.9, early=(32_000,)).threshold_for(early=True) == 0.9  # none given: the same
+    assert not StreamPolicy(min_speech=0.0).is_gated(0.0)
+
+
+def test_serve_config_carries_the_gate_and_the_first_decision(tmp_path) -> None:
+    path = tmp_path / "serve.toml"
+    path.write_text("[window]\nearly_samples = [32000, 48000]\n[alerts]\nmin_speech = 0.5\n"
+                    "first_spoof_threshold = 0.999\n")
+    assert read_serve_config(path) == {"spoof_threshold": None, "early": (32_000, 48_000), "min_speech": 0.5,
+                                       "first_spoof_threshold": 0.999}

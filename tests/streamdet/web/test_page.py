@@ -68,8 +68,8 @@ async def test_event_stream_carries_the_zeromq_events(start_service, kit, push) 
         assert stream.response.content_type == "text/event-stream"
         hello = await stream.next_event()
         assert hello == {"event": "hello", "v": 1, "model_id": "fake@0", "spoof_threshold": 0.5, "threshold": 0.5,
-                         "whip": True,
-                         "whip_token_required": False, "alert_rule": {"k": 2, "n": 3, "m": 3}}
+                         "whip": True, "whip_token_required": False,
+                         "alert_rule": {"k": 2, "n": 3, "m": 3, "min_speech": 0.0}}
         await kit.send_all(push(service.ingest_endpoint), kit.frames_of("sse-1", kit.tone(6.0)))
         events = []
         while not events or events[-1]["event"] != "end":

@@ -67,7 +67,8 @@ function handleEvent(e) {
       state.spoofThreshold = e.spoof_threshold;
       $("model-id").textContent = e.model_id;
       $("threshold").textContent = "p_spoof ≥ " + String(e.spoof_threshold);
-      $("alert-rule").textContent = `${e.alert_rule.k} of ${e.alert_rule.n} windows, clear after ${e.alert_rule.m}`;
+      $("alert-rule").textContent = `${e.alert_rule.k} of ${e.alert_rule.n} windows, clear after ${e.alert_rule.m}` +
+        (e.alert_rule.min_speech ? ` (speech windows only: ≥ ${100 * e.alert_rule.min_speech} % speech; grey dots do not count)` : "");
       $("mic-token-label").hidden = !e.whip_token_required;
       if (!e.whip) { $("mic-start").disabled = true; setMicStatus("error", "WHIP is disabled on this service"); }
       loadState();  // after hello: events from now on are not missed, and win over the snapshot
@@ -156,11 +157,12 @@ function updateCount() {
 
 function addScore(e) {
   const stream = streamCard(e.stream_id);
-  stream.points.push({ t: e.end, p: e.p_spoof, spoof: e.spoof });
+  stream.points.push({ t: e.end, p: e.p_spoof, spoof: e.spoof, gated: e.gated === true });
   const last = stream.points[stream.points.length - 1].t;
   while (stream.points.length && stream.points[0].t < last - TIMELINE_SECONDS) stream.points.shift();
   stream.el.querySelector(".last").textContent =
     `window ${e.window} · ${e.end.toFixed(1)} s · p_spoof ${e.p_spoof.toFixed(3)}` +
+    (e.gated ? ` · no speech (${(100 * e.speech).toFixed(0)} %)` : "") +
     (e.latency_ms === undefined ? "" : ` · ${Math.round(e.latency_ms)} ms`);
   draw(stream);
 }
@@ -240,7 +242,8 @@ function draw(stream) {
   stream.points.forEach((pt, i) => (i ? g.lineTo(x(pt.t), y(pt.p)) : g.moveTo(x(pt.t), y(pt.p))));
   g.stroke();
   for (const pt of stream.points) {
-    g.fillStyle = pt.spoof ? "#b42318" : "#1a7f37";    // the service's verdict
+    // the service's verdict; grey: too little speech, the window did not count (gated)
+    g.fillStyle = pt.gated ? "#98a2b3" : pt.spoof ? "#b42318" : "#1a7f37";
     g.beginPath(); g.arc(x(pt.t), y(pt.p), 2.5, 0, 2 * Math.PI); g.fill();
   }
 }

@@ -32,7 +32,9 @@ async def start_node(name: str, cm_dir: Path, redis_url: str, tmp_path: Path) ->
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "streamdet", "serve", "--engine", str(cm_dir), "--device", "cpu", "--threads", "1",
         "--ingest", "tcp://127.0.0.1:*", "--events", "tcp://127.0.0.1:*", "--no-http", "--log-format", "json",
-        "--spoof-threshold", "0.0", "--alert-k", "1", "--alert-n", "1", env=env, stderr=asyncio.subprocess.PIPE)
+        "--spoof-threshold", "0.0", "--alert-k", "1", "--alert-n", "1",
+        "--min-speech", "0",  # synthetic audio: no speech for the gate to find
+        env=env, stderr=asyncio.subprocess.PIPE)
     while True:
         line = await proc.stderr.readline()
         if not line:
