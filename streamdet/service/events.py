@@ -4,6 +4,7 @@
   has ended and all its windows are scored (or dropped).
 - ``alert.<stream_id>``: ``raised`` and ``cleared``, each carrying the window that caused it, and
   ``ended`` (the ``end`` event's fields) when a stream ends while raised: every raise is closed.
+- ``source.<stream_id>``: ``reconnect`` and ``gap`` of a source the service pulls (``SourceEvent``).
 - ``hb.``: a ``heartbeat`` every ``alerts.heartbeat_s`` seconds, on the ZeroMQ socket only (not to
   in-process listeners); subscribers subscribe to it besides their own prefixes.
 
@@ -23,6 +24,7 @@ EVENT_VERSION = 1
 SCORE_TOPIC = "score."
 ALERT_TOPIC = "alert."
 HEARTBEAT_TOPIC = "hb."
+SOURCE_TOPIC = "source."
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,30 @@ class Heartbeat:
         return HEARTBEAT_TOPIC
 
 
+@dataclass(frozen=True)
+class SourceEvent:
+    """A pulled source's state (``streamdet serve --source``), topic ``source.<stream_id>``:
+    ``reconnect`` (audio flows again after ``attempts`` failed or lost connections, ``outage_s``
+    after it stopped; ``reason`` the last failure's) or ``gap`` (the media clock jumped by ``gap_s``,
+    ``filled_s`` of it filled with silence; negative: it went back)."""
+
+    event: str
+    stream_id: str
+    wall_time: float
+    reason: str = ""
+    attempts: int = 0
+    outage_s: float = 0.0
+    gap_s: float = 0.0
+    filled_s: float = 0.0
+    v: int = EVENT_VERSION
+
+    @property
+    def topic(self) -> str:
+        return SOURCE_TOPIC + self.stream_id
+
+
+SOURCE_EVENTS = ("reconnect", "gap")
+
 Event = WindowEvent | EndEvent
 
 
@@ -112,9 +138,11 @@ def _from_json(cls: type, data: dict[str, Any]) -> Any:
     return cls(**{k: v for k, v in data.items() if k in known})
 
 
-def decode_event(payload: bytes | str) -> Event:
+def decode_event(payload: bytes | str) -> Event | SourceEvent:
     """Parse an event's JSON (the second part); unknown keys from newer v1 services are ignored."""
     data: dict[str, Any] = json.loads(payload)
+    if data.get("event") in SOURCE_EVENTS:
+        return _from_json(SourceEvent, data)
     return _from_json(EndEvent if data.get("event") in ("end", "ended") else WindowEvent, data)
 
 
