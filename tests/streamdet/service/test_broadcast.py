@@ -8,6 +8,7 @@ CM, also after MP3, AAC or μ-law coding) and score with the shipped CM: they ne
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import socket
@@ -181,3 +182,36 @@ async def test_a_404_and_a_stalled_source_are_retried_and_counted_while_another_
     assert kit.metric_value(metrics, "streamdet_source_reconnects_total", source="stalled") >= 1
     assert kit.metric_value(metrics, "streamdet_source_connected", source="good") == 1
     assert kit.metric_value(metrics, "streamdet_source_connected", source="missing") == 0
+
+
+@needs("ffmpeg")
+async def test_a_jump_in_the_media_clock_is_filled_and_a_reconnect_continues_the_stream(kit) -> None:
+    port = tools.free_port(socket.SOCK_DGRAM)
+    service = await pulled_service(kit, kit.FakeScorer(0.5), "--source", f"radio=udp://127.0.0.1:{port}",
+                                   idle_timeout_s=30.0, read_timeout_s=1.0)
+    listener = service.listen("")
+    out = ["-c:a", "mp2", "-f", "mpegts", f"udp://127.0.0.1:{port}?pkt_size=1316"]
+    try:
+        # 4 s of tone whose timestamps jump 2 s ahead after 2 s: audio lost upstream.
+        await asyncio.to_thread(tools.ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=4",
+                                             "-af", r"asetpts=PTS+if(gte(T\,2)\,2/TB\,0)", *out).wait)
+        while kit.metric_value((await kit.http_get(service, "/metrics"))[1], "streamdet_source_reconnects_total",
+                               source="radio") < 1:
+            await asyncio.sleep(0.2)  # the source stalled: its reader reconnects
+        await asyncio.to_thread(tools.ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=3", *out).wait)
+        await asyncio.sleep(0.5)
+        _, metrics = await kit.http_get(service, "/metrics")
+    finally:
+        await service.stop()
+    events = []
+    while (event := await listener.get(30)).event != "end":
+        if event.event != "score":
+            events.append(event)
+    gaps = [e for e in events if e.event == "gap"]
+    assert len(gaps) == 1 and gaps[0].gap_s == pytest.approx(2.0, abs=0.05) and gaps[0].filled_s == gaps[0].gap_s
+    reconnect = next(e for e in events if e.event == "reconnect")
+    assert reconnect.reason == "source_stalled" and reconnect.attempts >= 1 and reconnect.outage_s > 0
+    # One stream throughout: 4 s of audio plus 2 s of filled gap, then the second connection's audio.
+    assert event.stream_id == "radio" and event.reason == "shutdown" and event.duration > 6.5
+    assert kit.metric_value(metrics, "streamdet_source_gaps_total", source="radio") == 1
+    assert kit.metric_value(metrics, "streamdet_source_gap_seconds_total", source="radio") == pytest.approx(2.0, abs=0.05)
