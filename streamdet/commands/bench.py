@@ -90,6 +90,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--plot", type=Path, help="PNG plot path (default: --out with .png)")
     s.add_argument("--whip-streams", type=int, default=0,
                    help="send this many of each step's streams over WebRTC (WHIP, Opus) instead of ZeroMQ")
+    s.add_argument("--ws-streams", type=int, default=0,
+                   help="send this many of each step's streams as media-stream WebSocket calls (Twilio dialect, "
+                        "μ-law 8 kHz) instead of ZeroMQ")
     p.set_defaults(func=run)
 
 
