@@ -10,6 +10,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import shutil
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -204,3 +207,45 @@ async def test_a_token_is_required_when_set(start_service, kit) -> None:
     status, body = await kit.http_get(service, "/info")
     assert {"name": "media_ws", "protocol": "media-ws", "endpoint": "/media-stream /audio-fork",
             "auth": "token"} in json.loads(body)["ingests"]
+
+
+def mulaw_of(path: Path) -> bytes:
+    """A file as G.711 μ-law at 8 kHz, coded by FFmpeg (not by the service's tables)."""
+    return subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-ar", "8000", "-ac", "1", "-f", "mulaw", "-"],
+                          capture_output=True, check=True).stdout
+
+
+@pytest.mark.reference
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg (Debian package ffmpeg) is not installed")
+async def test_a_fake_clip_on_the_inbound_track_raises_an_alert_sent_back_on_the_socket(start_service, shared_dir,
+                                                                                      kit) -> None:
+    """The shipped CM: every window of the fake clip is spoof evidence under μ-law (p_spoof >= 0.99),
+    none of the real one's (0.95 and 0.75, under the manifest's 0.981)."""
+    from streamdet.pretrained import default_cm_dir
+    from streamdet.scoring.torch_scorer import TorchScorer
+
+    fake = mulaw_of(shared_dir / "alm-add/audio/AudioLM/speech_4093adea-d36c-42b8-a165-14cc5fceb461_fake.wav")
+    real = mulaw_of(shared_dir / "alm-add/audio/AudioLM/speech_23f51675-43da-4bc4-8f31-db866152b080_real.wav")
+    service = await start_service(TorchScorer(str(default_cm_dir()), device="cpu"),
+                                  ingests={"media_ws": {"enabled": True}})
+    listener = service.listen(f"score.{CALL}/")
+    # The same sequence as twilio_call, with FFmpeg's μ-law bytes as the payloads.
+    call = twilio_call(np.zeros(len(fake), np.float32), np.zeros(len(real), np.float32))
+    payloads = {"inbound": iter(range(0, len(fake), 160)), "outbound": iter(range(0, len(real), 160))}
+    for message in call:
+        if message["event"] == "media":
+            track = message["media"]["track"]
+            coded = fake if track == "inbound" else real
+            start = next(payloads[track])
+            message["media"]["payload"] = base64.b64encode(coded[start:start + 160]).decode()
+    replies = await replay(f"ws://127.0.0.1:{service.http_port}/media-stream", call)
+
+    ends = {}
+    while len(ends) < 2:
+        event = await listener.get(60)
+        if event.event == "end":
+            ends[event.stream_id] = event
+    assert ends[f"{CALL}/inbound"].alert and not ends[f"{CALL}/outbound"].alert
+    assert all(e.reason == "end" and e.dropped == 0 for e in ends.values())
+    alerts = [(r["stream_id"], r["streamdet"]["event"]) for r in replies if r["event"] == "streamdet.alert"]
+    assert alerts == [(f"{CALL}/inbound", "raised"), (f"{CALL}/inbound", "ended")]
