@@ -8,8 +8,9 @@
 each stream's ``end``, go back on the same socket as JSON text messages (``send_alerts``).
 
 A call ends with ``stop`` (reason ``end``; the socket stays open until the call's ``end`` events
-are sent, then the service closes it), when the peer closes the socket (``closed``), or after
-``idle_timeout_s`` without a message (``idle_timeout``). Settings: ``[ingests.media_ws]``.
+are sent, then the service closes it), when the peer closes the socket (``closed``), after
+``idle_timeout_s`` without a message (``idle_timeout``), or when the service stops (``shutdown``).
+A ``start`` without the required token closes the socket (1008). Settings: ``[ingests.media_ws]``.
 """
 
 from __future__ import annotations
@@ -194,6 +195,7 @@ class _Connection:
         self._ended: set[str] = set()
         self._all_ended = asyncio.Event()
         self.stopped = False
+        self.refused = False
 
     @property
     def label(self) -> str:
@@ -221,9 +223,14 @@ class _Connection:
                 if self.stopped:
                     reason = "end"
                     break
+                if self.refused:
+                    reason = "unauthorized"
+                    break
                 if self.ws.closed:
                     break
         finally:
+            if self.ingest._stopping and reason == "closed":
+                reason = "shutdown"  # the service closed the socket
             self._end_call(reason)
             if reason == "end" and self.call is not None and self._sender is not None:
                 # Let the call's last events (the tail window, end) reach the peer, then close.
@@ -234,7 +241,8 @@ class _Connection:
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._sender
             if not self.ws.closed:
-                await self.ws.close(code=1000, message=reason.encode())
+                # 1008 (policy violation) for a refused token; 1000 (normal) otherwise.
+                await self.ws.close(code=1008 if self.refused else 1000, message=reason.encode())
 
     # --- inbound messages ------------------------------------------------------------------------
 
@@ -275,6 +283,7 @@ class _Connection:
             raise ProtocolError("duplicate_start", f"call {self.call.start.call_id} already started")
         if not self.authorized:
             if not self.ingest._token_ok(start.token):
+                self.refused = True  # the socket is closed: nothing more from this peer is read
                 raise ProtocolError("unauthorized", "no valid token in the header, query or start message")
             self.authorized = True
         self.call = _Call(start, self.settings.coalesce_ms)

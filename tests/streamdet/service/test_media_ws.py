@@ -196,8 +196,12 @@ async def test_a_token_is_required_when_set(start_service, kit) -> None:
         assert refused.value.status == 401
     listener = service.listen("score.")
     call = twilio_call(tone8k(1.0, 0.5), tone8k(0.0, 0.0))
-    unauthorized = [call[0], call[1], *call[2:]]  # no token anywhere: start refused, media before start
-    await replay(url, unauthorized[:5] + [unauthorized[-1]])
+    async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:  # no token anywhere
+        await ws.send_json(call[0])
+        await ws.send_json(call[1])
+        async for _ in ws:
+            pass
+        assert ws.close_code == 1008  # the start is refused and the socket closed
     call[1]["start"]["customParameters"]["token"] = "s3cret"  # Twilio carries it as a custom parameter
     await replay(url, call)
     event = await listener.get(30)
