@@ -70,17 +70,17 @@ async def publish_media_ws(http: str | None, plans: Sequence[Any], tracker: Any,
 
     url = http.replace("http://", "ws://", 1).replace("https://", "wss://", 1).rstrip("/") + path
     messages = [media_messages(p.stream_id, p.audio) for p in plans]
-    async with aiohttp.ClientSession() as session:
-        sockets: list[Any] = []
-        for plan in plans:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        async def connect(plan: Any) -> Any:
             try:
-                ws = await session.ws_connect(url, heartbeat=None)
-                for text in opening(plan.stream_id):
-                    await ws.send_str(text)
-                sockets.append(ws)
+                return await session.ws_connect(url, heartbeat=None)
             except (aiohttp.ClientError, OSError) as exc:
                 errors.append(f"{plan.stream_id}: {type(exc).__name__}: {exc}")
-                sockets.append(None)
+                return None
+
+        # Every socket is open before the first call starts; each call's connected and start
+        # messages go just before its first media, as a platform sends them.
+        sockets = await asyncio.gather(*(connect(plan) for plan in plans))
         readers = [asyncio.create_task(_drain(ws)) for ws in sockets if ws is not None]
         start = time.monotonic() + 0.05
         heap = [(start + p.start_offset_s + 0.02, i, 0) for i, p in enumerate(plans) if sockets[i] is not None]
@@ -94,6 +94,9 @@ async def publish_media_ws(http: str | None, plans: Sequence[Any], tracker: Any,
             heapq.heappop(heap)
             ws = sockets[i]
             try:
+                if k == 0:
+                    for text in opening(plans[i].stream_id):
+                        await ws.send_str(text)
                 await ws.send_str(messages[i][k])
                 sent = time.monotonic()
                 tracker.records[plans[i].stream_id].sent.append(sent)
