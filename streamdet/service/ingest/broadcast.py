@@ -166,6 +166,8 @@ class BroadcastIngest:
                                 ["source"], registry=r)
         self._accepted = ctx.metrics.frames.labels(self.name)
         for source in self.settings.sources:
+            for counter in (self._reconnects, self._gaps, self._gap_seconds):
+                counter.labels(source.stream_id)  # every source's series exists from the start, at 0
             self._connected.labels(source.stream_id).set(0)
             thread = threading.Thread(target=self._run, args=(source,), daemon=True,
                                       name=f"streamdet-source-{source.stream_id}")
