@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from streamdet.audio import SAMPLE_RATE, WINDOW_SAMPLES, load_audio
+from streamdet.bench import ws_load
 from streamdet.bench.server import Endpoints, ProcessStats, metrics_delta, scrape_metrics
 from streamdet.bench.stats import latency_summary
 from streamdet.errors import BenchError, ConfigError
@@ -90,7 +91,8 @@ class StreamPlan:
     audio: np.ndarray
     start_offset_s: float
     transport: str = "zmq"
-    """``zmq`` (protocol v1 frames, 16 kHz s16le) or ``whip`` (WebRTC, Opus at 48 kHz, via aiortc)."""
+    """``zmq`` (protocol v1 frames, 16 kHz s16le), ``whip`` (WebRTC, Opus at 48 kHz, via aiortc) or
+    ``media_ws`` (a Twilio Media Streams call, μ-law at 8 kHz; ``streamdet.bench.ws_load``)."""
 
 
 @dataclass
@@ -111,6 +113,8 @@ class StepConfig:
     whip_ice_addresses: tuple[str, ...] = ("127.0.0.1",)
     whip_codec: str = "opus"
     """The one codec the WHIP publishers offer (``WHIP_CODECS``)."""
+    ws_streams: int = 0
+    """How many of the streams (after the WHIP ones) go over the media-stream WebSocket ingest."""
 
     @property
     def hop_samples(self) -> int:
@@ -126,8 +130,14 @@ def plan_streams(config: StepConfig, clips: Sequence[np.ndarray] = ()) -> list[S
     samples = round(config.duration_s * SAMPLE_RATE)
     rng = np.random.default_rng(config.seed)
     offsets = rng.uniform(0.0, config.hop_s, config.streams)
-    return [StreamPlan(f"{config.id_prefix}-{i:03d}", stream_audio(i, samples, clips), float(offsets[i]),
-                       "whip" if i < config.whip_streams else "zmq")
+    def transport(i: int) -> str:
+        if i < config.whip_streams:
+            return "whip"
+        return "media_ws" if i < config.whip_streams + config.ws_streams else "zmq"
+
+    # A WebSocket call's stream is its inbound track: ``<call>/inbound``.
+    return [StreamPlan(f"{config.id_prefix}-{i:03d}" + ("/inbound" if transport(i) == "media_ws" else ""),
+                       stream_audio(i, samples, clips), float(offsets[i]), transport(i))
             for i in range(config.streams)]
 
 
@@ -157,8 +167,9 @@ class Tracker:
 
     def __init__(self, plans: Sequence[StreamPlan], chunk: int, whip_codec: str = "opus") -> None:
         whip_lag = OPUS_LOOKAHEAD_SAMPLES if whip_codec == "opus" else 0
-        self.records = {p.stream_id: StreamRecord(p, chunk) if p.transport == "zmq"
-                        else StreamRecord(p, WHIP_FRAME_SAMPLES, whip_lag) for p in plans}
+        frames = {"whip": WHIP_FRAME_SAMPLES, "media_ws": ws_load.FRAME_SAMPLES_16K}
+        self.records = {p.stream_id: StreamRecord(p, frames.get(p.transport, chunk),
+                                                  whip_lag if p.transport == "whip" else 0) for p in plans}
         self.latencies: list[float] = []
         self.by_transport: dict[str, list[float]] = {}
         self.service_latencies: list[float] = []
@@ -285,6 +296,7 @@ async def run_step(endpoints: Endpoints, config: StepConfig, clips: Sequence[np.
     stats = ProcessStats(server_pid)
     lags: list[float] = []
     whip_errors: list[str] = []
+    ws_errors: list[str] = []
     peak_rss = [0]
     metrics_before = await asyncio.to_thread(scrape_metrics, endpoints.http)
     cpu_before, client_cpu_before = stats.cpu_seconds(), time.process_time()
@@ -301,7 +313,8 @@ async def run_step(endpoints: Endpoints, config: StepConfig, clips: Sequence[np.
         started = time.monotonic()
         async with Sender(endpoints.ingest, send_hwm=100_000) as sender:
             await asyncio.gather(_pace(sender, plans, tracker, config, lags),
-                                 _publish_whip(endpoints.http, plans, tracker, config, whip_errors))
+                                 _publish_whip(endpoints.http, plans, tracker, config, whip_errors),
+                                 ws_load.publish_media_ws(endpoints.http, plans, tracker, ws_errors, lags))
             sent_at = time.monotonic()
         try:
             await asyncio.wait_for(follower, config.settle_s)
@@ -315,13 +328,14 @@ async def run_step(endpoints: Endpoints, config: StepConfig, clips: Sequence[np.
                      metrics_delta(metrics_before, metrics_after),
                      None if cpu_before is None or cpu_after is None else cpu_after - cpu_before,
                      client_cpu_after - client_cpu_before, peak_rss[0] or stats.rss_bytes(), load_before,
-                     whip_errors)
+                     whip_errors, ws_errors)
 
 
 def _expected(record: StreamRecord, hop: int) -> int:
     """Windows a stream should get. Over WHIP the service sees the codec's samples (the sender's tail
-    padding included), so its own count from the ``end`` event (scored + dropped) is the truth."""
-    if record.plan.transport == "whip" and record.end is not None:
+    padding included), over a WebSocket call 8 kHz samples resampled back, so its own count from the
+    ``end`` event (scored + dropped) is the truth."""
+    if record.plan.transport in ("whip", "media_ws") and record.end is not None:
         return int(record.end["windows"]) + int(record.end["dropped"])
     return expected_windows(len(record.plan.audio), hop)
 
@@ -329,7 +343,7 @@ def _expected(record: StreamRecord, hop: int) -> int:
 def summarize(config: StepConfig, tracker: Tracker, lags: Sequence[float], started: float, sent_at: float,
               finished: float, settled: bool, metrics: dict[str, Any], server_cpu_s: float | None,
               client_cpu_s: float, server_rss: int | None, load_before: list[float],
-              whip_errors: Sequence[str] = ()) -> dict[str, Any]:
+              whip_errors: Sequence[str] = (), ws_errors: Sequence[str] = ()) -> dict[str, Any]:
     """One step's JSON record."""
     records = list(tracker.records.values())
     expected = sum(_expected(r, config.hop_samples) for r in records)
@@ -346,6 +360,8 @@ def summarize(config: StepConfig, tracker: Tracker, lags: Sequence[float], start
         "whip_streams": config.whip_streams,
         "whip_codec": config.whip_codec if config.whip_streams else None,
         "whip_errors": list(whip_errors),
+        "ws_streams": config.ws_streams,
+        "ws_errors": list(ws_errors),
         "duration_s": config.duration_s,
         "hop_s": config.hop_s,
         "chunk_ms": config.chunk_ms,

@@ -190,6 +190,11 @@ def service(args: argparse.Namespace) -> int:
     serve_args = list(args.serve_arg) + [f"--hop-samples={round(args.hop * 16000)}"]
     if args.whip_streams and not any(a.startswith("--whip-ice-addresses") for a in serve_args):
         serve_args.append("--whip-ice-addresses=127.0.0.1")  # loopback: aioice leaves it out by default
+    if args.ws_streams:
+        if args.whip_streams + args.ws_streams > min(counts):
+            raise ConfigError(f"--whip-streams + --ws-streams is more than the {min(counts)} streams of a step")
+        if "--media-ws" not in serve_args:
+            serve_args.append("--media-ws")
     if args.threads:
         serve_args.append(f"--threads={args.threads[0]}")
     load = _wait(args)
@@ -210,7 +215,7 @@ def service(args: argparse.Namespace) -> int:
         async def step(n: int) -> dict[str, Any]:
             config = StepConfig(streams=n, duration_s=args.duration, hop_s=args.hop, chunk_ms=args.chunk_ms,
                                 settle_s=args.settle_s, seed=args.seed, id_prefix=f"bench-{int(time.time())}-n{n}",
-                                whip_streams=args.whip_streams, whip_codec=args.whip_codec)
+                                whip_streams=args.whip_streams, whip_codec=args.whip_codec, ws_streams=args.ws_streams)
             result = await run_step(endpoints, config, clips, pid)
             await asyncio.sleep(1.0)  # let the service finish the last streams' bookkeeping
             return result
@@ -245,7 +250,8 @@ def service(args: argparse.Namespace) -> int:
                    "duration_s": args.duration, "hop_s": args.hop, "chunk_ms": args.chunk_ms,
                    "audio": [str(a) for a in args.audio] or "synthetic", "device": args.device,
                    "whip_streams": args.whip_streams,
-                   "whip_codec": args.whip_codec if args.whip_streams else None, "seed": args.seed},
+                   "whip_codec": args.whip_codec if args.whip_streams else None, "seed": args.seed,
+                   "ws_streams": args.ws_streams},
         "plot": str(plot), **result,
     })
     return 0 if (best is not None if args.sweep else result["steps"][0]["slo_met"]) else 1

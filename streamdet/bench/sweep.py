@@ -36,6 +36,8 @@ class SLO:
             reasons.append(f"{step['streams'] - step['streams_ended']} streams did not end in time")
         if step.get("whip_errors"):
             reasons.append(f"{len(step['whip_errors'])} WHIP publishers failed")
+        if step.get("ws_errors"):
+            reasons.append(f"{len(step['ws_errors'])} WebSocket calls failed")
         lag = step["pacing_lag_ms"]["p99_ms"]
         if lag is not None and lag > self.max_pacing_lag_ms:
             reasons.append(f"client fell behind real time (p99 send lag {lag:.0f} ms)")

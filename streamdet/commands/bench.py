@@ -94,6 +94,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="send this many of each step's streams over WebRTC (WHIP, Opus) instead of ZeroMQ")
     s.add_argument("--whip-codec", default="opus", help="what the WHIP publishers send: opus (default), PCMU, PCMA")
     s.add_argument("--seed", type=int, default=0, help="seed of the streams' start offsets (default 0)")
+    s.add_argument("--ws-streams", type=int, default=0,
+                   help="send this many of each step's streams as media-stream WebSocket calls (Twilio dialect, "
+                        "μ-law 8 kHz) instead of ZeroMQ")
     p.set_defaults(func=run)
 
 

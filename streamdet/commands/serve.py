@@ -78,6 +78,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-journal", action="store_true", help="publish events without journaling them "
                         "(no replay; sequence numbers restart)")
     parser.add_argument("--log-format", choices=["text", "json"], help="log lines as text or JSON")
+    parser.add_argument("--source", action="append", metavar="[STREAM_ID=]URL",
+                        help="pull a live source (Icecast/HTTP, HLS, RTSP, RTMP, SRT, udp:// MPEG-TS; repeatable; "
+                             "replaces [ingests.broadcast] sources)")
+    parser.add_argument("--media-ws", action="store_true",
+                        help="accept call audio over media-stream WebSockets (/media-stream, /audio-fork)")
     parser.set_defaults(func=run)
 
 
@@ -105,6 +110,13 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
         overrides.setdefault("events", {})["journal"] = False
     if args.log_format:
         overrides["log_format"] = args.log_format
+    if getattr(args, "source", None):
+        from streamdet.service.ingest.broadcast import parse_source_flag
+
+        sources = [parse_source_flag(value) for value in args.source]
+        overrides.setdefault("ingests", {}).setdefault("broadcast", {})["sources"] = sources
+    if getattr(args, "media_ws", False):
+        overrides.setdefault("ingests", {}).setdefault("media_ws", {})["enabled"] = True
     return overrides
 
 

@@ -4,6 +4,7 @@
   has ended and all its windows are scored (or dropped).
 - ``alert.<stream_id>``: ``raised`` and ``cleared``, each carrying the window that caused it, and
   ``ended`` (the ``end`` event's fields) when a stream ends while raised: every raise is closed.
+- ``source.<stream_id>``: ``reconnect`` and ``gap`` of a source the service pulls (``SourceEvent``).
 - ``hb.``: a ``heartbeat`` every ``alerts.heartbeat_s`` seconds, on the ZeroMQ socket only (not to
   in-process listeners); subscribers subscribe to it besides their own prefixes.
 
@@ -30,6 +31,7 @@ EVENT_VERSION = 1
 SCORE_TOPIC = "score."
 ALERT_TOPIC = "alert."
 HEARTBEAT_TOPIC = "hb."
+SOURCE_TOPIC = "source."
 
 
 @dataclass(frozen=True)
@@ -132,7 +134,36 @@ class Heartbeat:
         return HEARTBEAT_TOPIC
 
 
-Event = WindowEvent | EndEvent
+@dataclass(frozen=True)
+class SourceEvent:
+    """A pulled source's state (``streamdet serve --source``), topic ``source.<stream_id>``:
+    ``reconnect`` (audio flows again after ``attempts`` failed or lost connections, ``outage_s``
+    after it stopped; ``reason`` the last failure's) or ``gap`` (the media clock jumped by ``gap_s``,
+    ``filled_s`` of it filled with silence; negative: it went back)."""
+
+    event: str
+    stream_id: str
+    wall_time: float
+    reason: str = ""
+    attempts: int = 0
+    outage_s: float = 0.0
+    gap_s: float = 0.0
+    filled_s: float = 0.0
+    v: int = EVENT_VERSION
+    node: str = ""
+    """Sequence fields, as on ``WindowEvent``: source events are journaled and replayed like the others."""
+    seq: int = 0
+    stream_seq: int = 0
+    event_id: str = ""
+
+    @property
+    def topic(self) -> str:
+        return SOURCE_TOPIC + self.stream_id
+
+
+SOURCE_EVENTS = ("reconnect", "gap")
+
+Event = WindowEvent | EndEvent | SourceEvent
 
 
 def encode_event(event: Event | Heartbeat) -> list[bytes]:
@@ -153,6 +184,8 @@ def decode_event(payload: bytes | str) -> Event:
 
 def event_from_dict(data: dict[str, Any]) -> Event:
     """An event from its parsed JSON object (extra keys, e.g. a replay's ``topic``, are ignored)."""
+    if data.get("event") in SOURCE_EVENTS:
+        return _from_json(SourceEvent, data)
     return _from_json(EndEvent if data.get("event") in ("end", "ended") else WindowEvent, data)
 
 

@@ -152,7 +152,7 @@ class Service:
         )
         self.metrics.track_queue_depth(lambda: self.batcher.pending if self.batcher else 0)
         self.batcher.start()
-        ctx = IngestContext(self.registry, RejectReporter(self.metrics), self.metrics, self._context)
+        ctx = IngestContext(self.registry, RejectReporter(self.metrics), self.metrics, self._context, self.publisher)
         for name, adapter in self.ingests.items():
             await adapter.start(ctx)
             description = adapter.describe()

@@ -31,6 +31,7 @@ from streamdet.errors import ConfigError, ProtocolError
 from streamdet.service.metrics import ServiceMetrics
 
 if TYPE_CHECKING:
+    from streamdet.service.publisher import EventPublisher
     from streamdet.service.registry import StreamRegistry
     from streamdet.service.settings import Settings
 
@@ -71,6 +72,9 @@ class IngestContext:
     rejects: RejectReporter
     metrics: ServiceMetrics
     zmq_context: zmq.asyncio.Context
+    publisher: EventPublisher | None = None
+    """The service's events: ``listen`` to send a stream's alerts back to its sender, ``publish``
+    an ingest's own events (a pulled source's reconnects and gaps)."""
 
 
 class IngestAdapter(Protocol):

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from streamdet.errors import ConfigError
-from streamdet.service.ingest import IngestAdapter, IngestPlugin, whip_plugin, zmq_pull
+from streamdet.service.ingest import IngestAdapter, IngestPlugin, broadcast, media_ws, whip_plugin, zmq_pull
 
 if TYPE_CHECKING:
     from streamdet.service.settings import Settings
@@ -65,3 +65,5 @@ def build_ingests(settings: Settings) -> list[IngestAdapter]:
 
 register(zmq_pull.PLUGIN)
 register(whip_plugin.PLUGIN)
+register(media_ws.PLUGIN)
+register(broadcast.PLUGIN)
