@@ -64,6 +64,8 @@ class IngestSettings(_Section):
     curve_clients_dir: Path | None = None
     """Directory of allowed client public certificates; unset = any client that knows the server key."""
     receive_hwm: int = Field(10_000, ge=1)
+    split_channels: bool = False
+    """Score each channel of a multi-channel stream as its own stream ``<id>/<channel>``."""
 
 
 class WindowSettings(_Section):
@@ -155,6 +157,8 @@ class WhipSettings(_Section):
     """A peer whose audio track delivers no frame for this long is closed and its stream ended."""
     connect_timeout_s: float = Field(15.0, gt=0)
     """A peer that has not connected (ICE + DTLS) this long after its offer is closed."""
+    split_channels: bool = False
+    """Score each channel of a stereo track as its own stream ``<id>/<channel>``."""
     ice_addresses: list[str] = []
     """Host addresses offered as ICE candidates, e.g. ``["127.0.0.1"]``; empty = every interface's
     (aioice's default, which leaves out loopback). Applies process-wide (aioice has no per-connection
