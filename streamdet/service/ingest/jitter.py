@@ -4,12 +4,13 @@ without sockets or clocks.
 Packets go in as they arrive and come out in sequence order. A missing packet is waited for until
 the oldest packet held has waited ``latency_s`` (or ``max_packets`` are held); then it is declared
 lost and the buffer moves on. Sequence numbers are 16-bit and wrap: each is extended to the
-candidate nearest the one expected next (RFC 3550 A.1), and a jump of more than ``max_dropout``
-packets is taken as the sender restarting its sequence (the buffer resynchronises).
+candidate nearest the highest seen (RFC 3550 A.1). A jump of more than ``max_dropout`` ahead or
+``max_misorder`` behind is dropped (``out_of_range``) unless the next packet follows it: then the
+sender restarted its sequence, and the buffer resynchronises on it.
 
 Every packet's fate is counted through ``on_count(result, n)``: ``accepted`` (in order),
 ``reordered`` (arrived after a later one, still in time), ``duplicate``, ``late`` (after it was
-declared lost), ``lost`` (never arrived in time), ``resync``.
+declared lost), ``lost`` (never arrived in time), ``out_of_range``, ``resync``.
 """
 
 from __future__ import annotations
@@ -25,10 +26,13 @@ SEQ_MOD = 1 << 16
 
 class JitterBuffer(Generic[Item]):
     def __init__(self, latency_s: float = 0.06, *, max_packets: int = 64, max_dropout: int = 3_000,
-                 on_count: Callable[[str, int], None] | None = None) -> None:
+                 max_misorder: int = 100, on_count: Callable[[str, int], None] | None = None) -> None:
         self.latency_s = latency_s
         self.max_packets = max_packets
         self.max_dropout = max_dropout
+        self.max_misorder = max_misorder
+        self._restart: int | None = None
+        """The sequence number that would confirm a restart (the one after an out-of-range packet)."""
         self._on_count = on_count or (lambda result, n: None)
         self._held: dict[int, tuple[Item, float]] = {}
         self._next: int | None = None
@@ -44,25 +48,33 @@ class JitterBuffer(Generic[Item]):
 
     def push(self, seq: int, item: Item, now: float) -> list[Item]:
         """Take one packet (16-bit ``seq``); returns the packets now ready, in order."""
+        ready: list[Item] = []
+        if self._highest is None:
+            self._next = self._highest = seq
+        ahead = (seq - self._highest) % SEQ_MOD
+        if self.max_dropout < ahead < SEQ_MOD - self.max_misorder:
+            if seq != self._restart:
+                self._restart = (seq + 1) % SEQ_MOD
+                self._on_count("out_of_range", 1)
+                return []
+            ready = self.flush()
+            self._on_count("resync", 1)
+            self._next = self._highest = seq
+            self._recent.clear()
+            self._recent_set.clear()
+        self._restart = None
         ext = self._extend(seq)
-        if self._next is None:
-            self._next = self._highest = ext
-        assert self._highest is not None
+        assert self._next is not None
         if ext < self._next:
             self._on_count("duplicate" if ext in self._recent_set else "late", 1)
             return []
-        if ext - self._next > self.max_dropout:
-            ready = self.flush()
-            self._on_count("resync", 1)
-            self._next = self._highest = ext
-            return ready + self.push(seq, item, now)
         if ext in self._held:
             self._on_count("duplicate", 1)
             return []
         self._on_count("reordered" if ext < self._highest else "accepted", 1)
         self._highest = max(self._highest, ext)
         self._held[ext] = (item, now)
-        return self.poll(now)
+        return ready + self.poll(now)
 
     def poll(self, now: float) -> list[Item]:
         """The packets ready at ``now``: in order, skipping missing ones that waited too long."""

@@ -131,6 +131,9 @@ class RtpIngest:
         self._formats = {**STATIC_PAYLOAD_TYPES,
                          **{pt: parse_format(text) for pt, text in settings.payload_types.items()}}
         self._options = SourceOptions(settings.jitter_ms / 1000.0, settings.max_conceal_s)
+        self._bye_grace_s = max(self._options.jitter_s, 2 * TICK_S)
+        """How long a source lives on after its BYE, for packets sent before it but read after it
+        (RTP and RTCP on different sockets, or reordered by the network)."""
         self._ctx: IngestContext | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._accepting = False
@@ -173,9 +176,9 @@ class RtpIngest:
         try:
             if is_rtcp(data):
                 for ssrc in rtcp_bye_sources(data):
-                    source = port.sources.pop(ssrc, None)
-                    if source is not None:
-                        source.finish("bye")
+                    source = port.sources.get(ssrc)
+                    if source is not None and source.bye_at is None:
+                        source.bye_at = now  # ended by the ticker: packets sent before it may still be queued
                 return
             packet = parse_rtp(data)
             if packet.payload_type not in port.formats:
@@ -211,7 +214,10 @@ class RtpIngest:
             now = time.monotonic()
             for port in list(self.ports.values()):
                 for ssrc, source in list(port.sources.items()):
-                    if now - source.last_arrival >= self.settings.idle_timeout_s:
+                    if source.bye_at is not None and now - source.bye_at >= self._bye_grace_s:
+                        del port.sources[ssrc]
+                        source.finish("bye")
+                    elif now - source.last_arrival >= self.settings.idle_timeout_s:
                         del port.sources[ssrc]
                         source.finish("idle")
                     else:

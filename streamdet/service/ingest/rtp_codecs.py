@@ -111,6 +111,8 @@ class AvDecoder:
         self._channels = fmt.channels
 
     def decode(self, payload: bytes) -> np.ndarray:
+        if not payload:  # an empty packet would tell libavcodec the stream is over
+            return np.zeros((0, self._channels), np.float32)
         try:
             frames = self._codec.decode(av.Packet(payload))
         except av.FFmpegError as exc:

@@ -40,6 +40,8 @@ class RtpSource:
         self.stream_id = stream_id
         self.ssrc = ssrc
         self.last_arrival = now
+        self.bye_at: float | None = None
+        """When RTCP BYE arrived for this source (it ends shortly after)."""
         self._formats = formats
         self._ctx = ctx
         self._options = options
