@@ -76,6 +76,9 @@ class RtpSettings(BaseModel):
     """A session port that receives nothing for this long is closed."""
     max_sessions: int = Field(256, ge=1)
     max_sources_per_port: int = Field(4, ge=1)
+    receive_buffer_bytes: int = Field(1 << 20, ge=0)
+    """Kernel receive buffer per port (``SO_RCVBUF``; the system caps it at ``net.core.rmem_max``):
+    room for bursts while the event loop is busy scoring. 0 keeps the system default."""
     split_channels: bool = False
     """Score each channel of a stereo stream (L16 stereo, Opus stereo) as ``<id>/0``, ``<id>/1``."""
 
@@ -239,6 +242,9 @@ class RtpIngest:
             raise ConfigError(f"cannot bind RTP port {self.settings.host}:{port}: {exc}") from exc
         state.transports.append(transport)
         state.port = transport.get_extra_info("sockname")[1]
+        if self.settings.receive_buffer_bytes:
+            transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF,
+                                                          self.settings.receive_buffer_bytes)
         if self.settings.rtcp_port and state.port < 65535:
             with contextlib.suppress(OSError):  # taken: RTCP can still come multiplexed
                 rtcp, _ = await loop.create_datagram_endpoint(lambda: state,
