@@ -95,7 +95,7 @@ class StreamRegistry:
         a genuine voice mixed in cannot dilute a cloned one.
         """
         arrival = time.monotonic() if arrival is None else arrival
-        if channels > 1 and ingest in self.split_ingests:
+        if stream_id in self._split or (channels > 1 and ingest in self.split_ingests):
             self._push_split(stream_id, samples, sample_rate, channels, seq, end, arrival, ingest)
             return
         if not self.accepting:

@@ -18,8 +18,6 @@ import pytest
 
 from streamdet.service.ingest.rtp import free_udp_port
 
-from .conftest import FAKE
-
 pytestmark = pytest.mark.reference
 
 
@@ -56,7 +54,7 @@ async def test_a_fake_clip_sent_by_a_real_rtp_client_raises_an_alert_and_ends(
            "payload_types": {"96": "opus/48000/2", "97": "opus/48000/2"}}
     service = await start_service(vocoder_scorer, ingests={"rtp": rtp})
     listener = service.listen()
-    process = await asyncio.create_subprocess_exec(*command(shared_dir / FAKE, port))
+    process = await asyncio.create_subprocess_exec(*command(shared_dir / kit.VOCODER_FAKE, port))
     assert await process.wait() == 0
     events = await kit.collect_until_end(listener, sender, timeout=120)
     kinds = [e.event for e in events]
