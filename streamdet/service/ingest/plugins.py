@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from streamdet.errors import ConfigError
-from streamdet.service.ingest import IngestAdapter, IngestPlugin, rtp, whip_plugin, zmq_pull
+from streamdet.service.ingest import IngestAdapter, IngestPlugin, audiosocket, rtp, whip_plugin, zmq_pull
 
 if TYPE_CHECKING:
     from streamdet.service.settings import Settings
@@ -73,3 +73,4 @@ def split_ingests(settings: Settings) -> set[str]:
 register(zmq_pull.PLUGIN)
 register(whip_plugin.PLUGIN)
 register(rtp.PLUGIN)
+register(audiosocket.PLUGIN)
