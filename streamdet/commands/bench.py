@@ -90,6 +90,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--plot", type=Path, help="PNG plot path (default: --out with .png)")
     s.add_argument("--whip-streams", type=int, default=0,
                    help="send this many of each step's streams over WebRTC (WHIP, Opus) instead of ZeroMQ")
+    s.add_argument("--transport", choices=("zmq", "rtp"), default="zmq",
+                   help="rtp: every stream a call sending G.711 u-law RTP to a port opened with POST /rtp "
+                        "(the RTP ingest must be enabled; a server the bench starts gets it)")
     p.set_defaults(func=run)
 
 
