@@ -201,3 +201,46 @@ def test_settings_refuse_static_types_as_dynamic_and_unknown_codecs(kit) -> None
     settings = load_settings(None, kit.loopback_overrides(ingests={"rtp": {"payload_types": {"95": "pcmu/8000"}}}))
     with pytest.raises(ConfigError):
         plugins.build_ingests(settings)
+
+
+async def test_split_channels_make_an_l16_stereo_call_two_streams(start_service, kit) -> None:
+    port = free_udp_port()
+    service = await start_service(kit.FakeScorer(lambda w: 0.05 if np.abs(w).max() > 0.5 else 0.95),
+                                  ingests={"rtp": {"enabled": True, "ports": {str(port): "call-e"},
+                                                   "split_channels": True, "idle_timeout_s": 0.3}})
+    listener = service.listen()
+    t = np.arange(44_100 * 5) / 44_100
+    stereo = np.stack([0.9 * np.sin(2 * np.pi * 300 * t), 0.1 * np.sin(2 * np.pi * 500 * t)], axis=1)
+    pcm = (stereo * 32767).astype(">i2")
+    step = 441  # 10 ms
+    packets = [build_rtp(10, i, i * step, 9, pcm[s:s + step].tobytes()) for i, s in enumerate(range(0, len(pcm), step))]
+    udp = Udp(port)
+    try:
+        await udp.send(packets)
+        events: dict[str, list] = {}
+        ended: set[str] = set()
+        while len(ended) < 2:
+            event = await listener.get(30)
+            events.setdefault(event.stream_id, []).append(event)
+            if event.event == "end":
+                ended.add(event.stream_id)
+    finally:
+        udp.close()
+    assert set(events) == {"call-e/0", "call-e/1"}
+    assert "raised" in [e.event for e in events["call-e/0"]]
+    assert "raised" not in [e.event for e in events["call-e/1"]]
+    assert [e.duration for e in events["call-e/1"] if e.event == "end"] == [pytest.approx(5.0, abs=0.01)]
+
+
+async def test_session_ports_come_from_the_configured_range(start_service, kit) -> None:
+    low = free_udp_port() & ~1
+    service = await start_service(kit.FakeScorer(), ingests={"rtp": {"enabled": True,
+                                                                      "session_ports": [low, low + 5]}})
+    ports = []
+    async with aiohttp.ClientSession() as http:
+        for i in range(4):
+            async with http.post(f"http://127.0.0.1:{service.http_port}/rtp", json={"stream_id": f"s{i}"}) as r:
+                ports.append((r.status, (await r.json()).get("port")))
+    opened = [port for status, port in ports if status == 201]
+    assert opened and all(port % 2 == 0 and low <= port <= low + 5 for port in opened)
+    assert ports[-1][0] == 503  # three even ports in the range, at most
