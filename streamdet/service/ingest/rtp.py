@@ -245,7 +245,7 @@ class RtpIngest:
         if self.settings.receive_buffer_bytes:
             transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF,
                                                           self.settings.receive_buffer_bytes)
-        if self.settings.rtcp_port and state.port < 65535:
+        if self.settings.rtcp_port and state.port < 65535 and state.port + 1 not in self.settings.ports:
             with contextlib.suppress(OSError):  # taken: RTCP can still come multiplexed
                 rtcp, _ = await loop.create_datagram_endpoint(lambda: state,
                                                               local_addr=(self.settings.host, state.port + 1))
