@@ -15,8 +15,9 @@ import pytest
 
 from streamdet.errors import ConfigError
 from streamdet.g711 import ulaw_encode
-from streamdet.service.ingest.rtp import RtpSettings, free_udp_port
+from streamdet.service.ingest.rtp import free_udp_port
 from streamdet.service.ingest.rtp_packet import build_rtcp_bye, build_rtp
+from streamdet.service.ingest.rtp_settings import RtpSettings
 
 PACKET = 160  # 20 ms of 8 kHz μ-law
 
