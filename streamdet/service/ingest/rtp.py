@@ -133,6 +133,11 @@ class RtpIngest:
             self._packets.labels("rejected").inc()
             self._ctx.rejects.report(port.name, exc, ADAPTER)
             return
+        except Exception:
+            # A bug must cost one packet, not the port's receive path.
+            log.exception("RTP packet on port %d failed", port.port)
+            self._ctx.metrics.rejects.labels("internal_error").inc()
+            return
         source.receive(packet, now)
 
     def _new_source(self, port: RtpPort, ssrc: int, now: float) -> RtpSource:
@@ -236,7 +241,10 @@ class RtpIngest:
             if not isinstance(stream_id, str) or not STREAM_ID_PATTERN.fullmatch(stream_id):
                 raise RtpSessionError(400, "bad_stream_id", "stream_id: 1-128 characters of [A-Za-z0-9._:@/-]")
             formats = dict(self._formats)
-            for key, text in (body.get("payload_types") or {}).items():
+            requested = body.get("payload_types") or {}
+            if not isinstance(requested, dict):
+                raise RtpSessionError(400, "bad_payload_type", "payload_types: an object of type → format")
+            for key, text in requested.items():
                 try:
                     payload_type = int(key)
                     if not 96 <= payload_type <= 127 or not isinstance(text, str):
@@ -244,15 +252,16 @@ class RtpIngest:
                     formats[payload_type] = parse_format(text)
                 except (ValueError, ConfigError) as exc:
                     raise RtpSessionError(400, "bad_payload_type", f"{key}: {text!r}: {exc}") from None
-            if any(p.name == stream_id for p in self.ports.values()):
-                raise RtpSessionError(409, "duplicate_stream", f"stream {stream_id} already has a port")
+            assert self._ctx is not None
+            if any(p.name == stream_id for p in self.ports.values()) or self._ctx.registry.get(stream_id):
+                raise RtpSessionError(409, "duplicate_stream", f"stream {stream_id} is live or has a port")
             if len(self.sessions) >= self.settings.max_sessions:
                 raise RtpSessionError(503, "max_sessions", f"{self.settings.max_sessions} RTP sessions open")
             session = secrets.token_urlsafe(12)
             port = await self._open_session_port(stream_id, formats, session)
         except RtpSessionError as exc:
             assert self._ctx is not None
-            self._ctx.rejects.report(str(stream_id), exc, ADAPTER)
+            self._ctx.rejects.report(str(stream_id)[:128], exc, ADAPTER)
             return web.json_response({"error": exc.reason, "detail": exc.detail}, status=exc.status)
         return web.json_response({"session": session, "stream_id": stream_id, "host": self.settings.host,
                                   "port": port.port, "rtcp_port": port.rtcp_port}, status=201,
@@ -292,7 +301,7 @@ class RtpIngest:
 
 
 def free_udp_port(host: str = "127.0.0.1") -> int:
-    """A UDP port free at the moment (for tests and ``streamdet bench``)."""
+    """A UDP port free at the moment (for tests that configure static ports)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.bind((host, 0))
         return probe.getsockname()[1]

@@ -150,6 +150,10 @@ async def test_sessions_open_a_port_over_http_and_delete_ends_the_stream(start_s
         async with http.post(base, json={"stream_id": "call-c", "payload_types": {"96": "speex/8000"}},
                              headers=auth) as response:
             assert response.status == 400 and (await response.json())["error"] == "bad_payload_type"
+        async with http.post(base, json={"stream_id": "call-c", "payload_types": [96]}, headers=auth) as response:
+            assert response.status == 400 and (await response.json())["error"] == "bad_payload_type"
+        async with http.post(base, data=b"{not json", headers=auth) as response:
+            assert response.status == 400 and (await response.json())["error"] == "bad_json"
         async with http.post(base, json={"stream_id": "call-c", "payload_types": {"111": "opus/48000/2"}},
                              headers=auth) as response:
             assert response.status == 201
