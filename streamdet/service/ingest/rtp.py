@@ -263,7 +263,8 @@ class RtpIngest:
             assert self._ctx is not None
             self._ctx.rejects.report(str(stream_id)[:128], exc, ADAPTER)
             return web.json_response({"error": exc.reason, "detail": exc.detail}, status=exc.status)
-        return web.json_response({"session": session, "stream_id": stream_id, "host": self.settings.host,
+        host = self.settings.public_host or self.settings.host
+        return web.json_response({"session": session, "stream_id": stream_id, "host": host,
                                   "port": port.port, "rtcp_port": port.rtcp_port}, status=201,
                                  headers={"Location": f"/rtp/{session}"})
 

@@ -16,7 +16,10 @@ class RtpSettings(BaseModel):
 
     enabled: bool = False
     host: str = "127.0.0.1"
-    """Address the UDP ports bind to (and the one ``POST /rtp`` answers with)."""
+    """Address the UDP ports bind to."""
+    public_host: str | None = None
+    """The address ``POST /rtp`` tells senders to use; None = ``host`` (set it when ``host`` is
+    ``0.0.0.0`` or behind NAT)."""
     ports: dict[int, str] = {}
     """Static ports and the stream each feeds, e.g. ``{5004 = "call-a"}``."""
     payload_types: dict[int, str] = {}
