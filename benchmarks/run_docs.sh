@@ -3,7 +3,7 @@
 # average is at most 1.5 (the machine is shared; WAIT_LOAD, WAIT_TIMEOUT override) and records the load
 # it measured under.
 #   bash benchmarks/run_docs.sh [STEP...]
-# steps: mel w2v2 backends-mel backends-w2v2 ref-mel ref-w2v2 ref-w2v2-onnx sweep sweep-threads2 load-zmq load-whip journal
+# steps: mel w2v2 backends-mel backends-w2v2 ref-mel ref-w2v2 ref-w2v2-onnx sweep sweep-threads2 load-zmq load-whip journal rtp
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -64,6 +64,11 @@ for step in "${steps[@]}"; do
             --settle-s 10 "${args[@]}" "${WAIT[@]}" --out "$OUT/journal-$mode-$round.json"
         done
       done ;;
+    rtp)  # 50 calls sending G.711 u-law RTP to ports opened with POST /rtp, two single-threaded workers
+      [ -f runs/bench/work/mel_lcnn/manifest.json ] || $PY benchmarks/model_backends.py --arch mel_lcnn \
+        --batch-sizes 1 --repeats 2 --out "$OUT/prepare.json"
+      $PY -m streamdet bench --engine runs/bench/work/mel_lcnn --transport rtp --streams 50 --duration 30 \
+        --threads 1 --serve-arg=--workers=2 "${WAIT[@]}" --out "$OUT/rtp-50.json" ;;
     *) echo "unknown step $step" >&2; exit 2 ;;
   esac
 done

@@ -16,7 +16,8 @@
     ├── JournalError          the event journal cannot be opened (in use, unreadable) or replayed
     └── ProtocolError         a wire message (ZeroMQ frame, WHIP request) is malformed
         ├── StreamRejectedError   a well-formed frame refused by the service (limits, sequence)
-        └── WhipError             a WHIP request refused by the service (with its HTTP status)
+        ├── WhipError             a WHIP request refused by the service (with its HTTP status)
+        └── RtpSessionError       an RTP session request (POST /rtp) refused (with its HTTP status)
 
 Library code raises these; the command-line entry points map them to a message and an exit code,
 the service maps them to counters, log lines and HTTP statuses.
@@ -122,6 +123,15 @@ class StreamRejectedError(ProtocolError):
 
 class WhipError(ProtocolError):
     """A refused WHIP request: ``reason`` labels the counter, ``status`` is the HTTP status."""
+
+    def __init__(self, status: int, reason: str, detail: str) -> None:
+        super().__init__(reason, detail)
+        self.status = status
+
+
+class RtpSessionError(ProtocolError):
+    """A refused ``POST /rtp`` or ``DELETE /rtp/<session>``: ``reason`` labels the counter, ``status``
+    is the HTTP status."""
 
     def __init__(self, status: int, reason: str, detail: str) -> None:
         super().__init__(reason, detail)

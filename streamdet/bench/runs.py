@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib.util
+import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +166,22 @@ def shipped_cm() -> Path:
     return directory
 
 
+@contextlib.contextmanager
+def _rtp_ingest_enabled(enabled: bool) -> Iterator[None]:
+    """The server the bench starts inherits the environment: for its start, the RTP ingest is on."""
+    key = "STREAMDET_INGESTS__RTP__ENABLED"
+    old = os.environ.get(key)
+    if enabled:
+        os.environ[key] = "true"
+    try:
+        yield
+    finally:
+        if enabled and old is None:
+            del os.environ[key]
+        elif enabled:
+            os.environ[key] = old
+
+
 def service(args: argparse.Namespace) -> int:
     from streamdet.bench.load import StepConfig, load_clips, run_step
     from streamdet.bench.server import Endpoints, ServerProcess
@@ -185,6 +204,8 @@ def service(args: argparse.Namespace) -> int:
     if not args.sweep and len(counts) > 1:
         raise ConfigError("several stream counts need --sweep")
     check_whip(args.whip_streams, min(counts), args.whip_codec)
+    if args.transport == "rtp" and (args.whip_streams or args.ws_streams):
+        raise ConfigError("--transport rtp sends every stream over RTP: leave --whip-streams and --ws-streams out")
     clips = load_clips(args.audio) if args.audio else []
     slo = SLO(p99_ms=args.slo_p99_ms, max_drops=args.slo_max_drops)
     serve_args = list(args.serve_arg) + [f"--hop-samples={round(args.hop * 16000)}"]
@@ -204,7 +225,8 @@ def service(args: argparse.Namespace) -> int:
         server = None
         if engine is not None:
             server = ServerProcess(engine, serve_args, device=args.device)
-            endpoints = await server.start()
+            with _rtp_ingest_enabled(args.transport == "rtp"):
+                endpoints = await server.start()
             pid = server.pid
         else:
             endpoints = Endpoints.for_host(args.connect or "127.0.0.1", args.ingest, args.events, args.http)
@@ -216,7 +238,12 @@ def service(args: argparse.Namespace) -> int:
             config = StepConfig(streams=n, duration_s=args.duration, hop_s=args.hop, chunk_ms=args.chunk_ms,
                                 settle_s=args.settle_s, seed=args.seed, id_prefix=f"bench-{int(time.time())}-n{n}",
                                 whip_streams=args.whip_streams, whip_codec=args.whip_codec, ws_streams=args.ws_streams)
-            result = await run_step(endpoints, config, clips, pid)
+            if args.transport == "rtp":
+                from streamdet.bench.rtp_load import run_rtp_step
+
+                result = await run_rtp_step(endpoints, config, clips, pid)
+            else:
+                result = await run_step(endpoints, config, clips, pid)
             await asyncio.sleep(1.0)  # let the service finish the last streams' bookkeeping
             return result
 
@@ -251,7 +278,7 @@ def service(args: argparse.Namespace) -> int:
                    "audio": [str(a) for a in args.audio] or "synthetic", "device": args.device,
                    "whip_streams": args.whip_streams,
                    "whip_codec": args.whip_codec if args.whip_streams else None, "seed": args.seed,
-                   "ws_streams": args.ws_streams},
+                   "ws_streams": args.ws_streams, "transport": args.transport},
         "plot": str(plot), **result,
     })
     return 0 if (best is not None if args.sweep else result["steps"][0]["slo_met"]) else 1

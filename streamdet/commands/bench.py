@@ -97,6 +97,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--ws-streams", type=int, default=0,
                    help="send this many of each step's streams as media-stream WebSocket calls (Twilio dialect, "
                         "μ-law 8 kHz) instead of ZeroMQ")
+    s.add_argument("--transport", choices=("zmq", "rtp"), default="zmq",
+                   help="rtp: every stream a call sending G.711 u-law RTP to a port opened with POST /rtp "
+                        "(the RTP ingest must be enabled; a server the bench starts gets it)")
     p.set_defaults(func=run)
 
 

@@ -58,6 +58,10 @@ class StreamRegistry:
         self._ended: OrderedDict[str, None] = OrderedDict()
         self._last_score: dict[StreamSession, WindowEvent] = {}
         self.accepting = True
+        self.split_ingests: set[str] = set()
+        """Ingests whose multi-channel streams are scored channel by channel (``split_channels``)."""
+        self._split: dict[str, int] = {}
+        """Live split streams: the id the sender uses → its channel count."""
 
     # --- the adapter side ------------------------------------------------------------------------
 
@@ -86,8 +90,14 @@ class StreamRegistry:
         ``seq`` (optional) must increase strictly within a stream. An ended stream's id is
         refused until a sender starts it again with seq 0 (adapters without sequence numbers,
         ``seq=None``, may reuse an id at once). ``ingest`` names the adapter, for ``snapshot``.
+        When that ingest splits channels (``split_ingests``), each channel of a multi-channel stream
+        is its own mono stream ``<stream_id>/<channel>``: a call's two parties scored apart, so that
+        a genuine voice mixed in cannot dilute a cloned one.
         """
         arrival = time.monotonic() if arrival is None else arrival
+        if stream_id in self._split or (channels > 1 and ingest in self.split_ingests):
+            self._push_split(stream_id, samples, sample_rate, channels, seq, end, arrival, ingest)
+            return
         if not self.accepting:
             raise StreamRejectedError("shutting_down", "the service is shutting down")
         session = self._active.get(stream_id)
@@ -99,8 +109,27 @@ class StreamRegistry:
         if end:
             self.end(stream_id, "end")
 
+    def _push_split(self, stream_id: str, samples: np.ndarray, sample_rate: int, channels: int,
+                    seq: int | None, end: bool, arrival: float, ingest: str) -> None:
+        known = self._split.get(stream_id)
+        if known is not None and known != channels:
+            raise StreamRejectedError("format_change", f"{channels} channels after {known} (split stream)")
+        samples = np.asarray(samples, dtype=np.float32).reshape(-1, channels)
+        for channel in range(channels):
+            self.push(f"{stream_id}/{channel}", samples[:, channel:channel + 1], sample_rate, 1,
+                      seq=seq, arrival=arrival, ingest=ingest)
+            self._split[stream_id] = channels
+        if end:
+            self.end(stream_id, "end")
+
     def end(self, stream_id: str, reason: str = "end") -> None:
-        """End a live stream: its tail window is scored and its ``end`` event follows the last score."""
+        """End a live stream: its tail window is scored and its ``end`` event follows the last score.
+        The id of a split stream ends each of its channels' streams."""
+        channels = self._split.pop(stream_id, None)
+        if channels is not None:
+            for channel in range(channels):
+                self.end(f"{stream_id}/{channel}", reason)
+            return
         session = self._active.pop(stream_id, None)
         if session is None:
             return
@@ -141,6 +170,9 @@ class StreamRegistry:
             self._metrics.rejects.labels("idle_timeout").inc()
             log.warning("stream %s idle for %.1f s: ending it", stream_id, self.idle_timeout_s)
             self.end(stream_id, "idle_timeout")
+        for parent, channels in list(self._split.items()):  # forget split streams with no channel left
+            if not any(f"{parent}/{c}" in self._active for c in range(channels)):
+                del self._split[parent]
         return idle
 
     async def run_idle_reaper(self) -> None:

@@ -30,7 +30,7 @@ from streamdet.service.batcher import Batcher
 from streamdet.service.curve import make_server, start_authenticator
 from streamdet.service.http import build_app
 from streamdet.service.ingest import IngestAdapter, IngestContext, RejectReporter, ServesHttp, UsesCurve
-from streamdet.service.ingest.plugins import build_ingests
+from streamdet.service.ingest.plugins import build_ingests, split_ingests
 from streamdet.service.journal import Journal, default_journal_path
 from streamdet.service.metrics import ServiceMetrics
 from streamdet.service.publisher import EventListener, EventPublisher
@@ -150,6 +150,7 @@ class Service:
             max_wait_s=s.scoring.max_wait_ms / 1000.0, max_pending_per_stream=s.scoring.max_pending_per_stream,
             on_batch=self._observe_batch, measure=self.registry.measure_speech,
         )
+        self.registry.split_ingests = split_ingests(s)
         self.metrics.track_queue_depth(lambda: self.batcher.pending if self.batcher else 0)
         self.batcher.start()
         ctx = IngestContext(self.registry, RejectReporter(self.metrics), self.metrics, self._context, self.publisher)

@@ -66,6 +66,8 @@ class IngestSettings(_Section):
     curve_clients_dir: Path | None = None
     """Directory of allowed client public certificates; unset = any client that knows the server key."""
     receive_hwm: int = Field(10_000, ge=1)
+    split_channels: bool = False
+    """Score each channel of a multi-channel stream as its own stream ``<id>/<channel>``."""
 
 
 class WindowSettings(_Section):
@@ -180,6 +182,8 @@ class WhipSettings(_Section):
     """Most offers from one client address that are answered but not yet connected (no audio yet);
     more are refused with 503, so one address cannot fill ``max_peers`` with abandoned offers. Not
     lower: a gateway (or ``streamdet bench``) starts many calls from one address within a second."""
+    split_channels: bool = False
+    """Score each channel of a stereo track as its own stream ``<id>/<channel>``."""
     ice_addresses: list[str] = []
     """Host addresses offered as ICE candidates, e.g. ``["127.0.0.1"]``; empty = every interface's
     (aioice's default, which leaves out loopback). Applies process-wide (aioice has no per-connection

@@ -78,3 +78,15 @@ def test_corrupt_and_missing_files_are_named(tmp_path):
         load_window(bad)
     with pytest.raises(AudioDecodeError, match="missing.wav: cannot decode audio \\(no such file\\)"):
         load_window(tmp_path / "missing.wav")
+
+
+def test_to_mono_of_one_channel_is_that_channel_exactly_as_the_mean_would_give() -> None:
+    from streamdet.audio import to_mono
+
+    for dtype in (np.float32, np.float64):
+        frames = np.random.default_rng(0).standard_normal((1_000, 1)).astype(dtype)
+        mono = to_mono(frames)
+        assert mono.dtype == np.float32 and mono.shape == (1_000,)
+        np.testing.assert_array_equal(mono, frames.mean(axis=1, dtype=np.float64).astype(np.float32))
+    stereo = np.array([[0.25, 0.75], [1.0, 0.0]], dtype=np.float32)
+    np.testing.assert_array_equal(to_mono(stereo), [0.5, 0.5])

@@ -15,7 +15,16 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from streamdet.errors import ConfigError
-from streamdet.service.ingest import IngestAdapter, IngestPlugin, broadcast, media_ws, whip_plugin, zmq_pull
+from streamdet.service.ingest import (
+    IngestAdapter,
+    IngestPlugin,
+    audiosocket,
+    broadcast,
+    media_ws,
+    rtp,
+    whip_plugin,
+    zmq_pull,
+)
 
 if TYPE_CHECKING:
     from streamdet.service.settings import Settings
@@ -63,7 +72,16 @@ def build_ingests(settings: Settings) -> list[IngestAdapter]:
     return adapters
 
 
+def split_ingests(settings: Settings) -> set[str]:
+    """The plugins whose settings ask for ``split_channels``: the registry scores each channel of
+    their multi-channel streams as a stream of its own."""
+    return {plugin.name for plugin in _PLUGINS.values()
+            if getattr(plugin.section_of(settings), "split_channels", False)}
+
+
 register(zmq_pull.PLUGIN)
 register(whip_plugin.PLUGIN)
 register(media_ws.PLUGIN)
 register(broadcast.PLUGIN)
+register(rtp.PLUGIN)
+register(audiosocket.PLUGIN)

@@ -30,6 +30,7 @@ from aiortc.mediastreams import MediaStreamError
 
 from streamdet.errors import ProtocolError
 from streamdet.service.ingest import IngestContext
+from streamdet.service.ingest.av_frames import frame_to_samples
 
 log = logging.getLogger(__name__)
 
@@ -38,20 +39,6 @@ DRAIN_TIMEOUT_S = 2.0
 """How long closing waits for the frames the decoder still holds (it hands them over in milliseconds)."""
 MAX_CONCEAL_S = 1.0
 """Longest RTP timestamp gap filled with silence; longer ones are pauses (DTX, a paused sender)."""
-
-
-def frame_to_samples(frame: av.AudioFrame) -> np.ndarray:
-    """A decoded frame as float32 (frames, channels) in [-1, 1] (int16 read as ``x / 32768``)."""
-    channels = len(frame.layout.channels)
-    data = frame.to_ndarray()
-    data = data.T if frame.format.is_planar else data.reshape(-1, channels)
-    if data.dtype == np.int16:
-        return data.astype(np.float32) / np.float32(32768.0)
-    if data.dtype == np.int32:
-        return (data / 2.0**31).astype(np.float32)
-    if data.dtype == np.uint8:
-        return (data.astype(np.float32) - 128.0) / 128.0
-    return data.astype(np.float32)
 
 
 class WhipSession:

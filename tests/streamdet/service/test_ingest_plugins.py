@@ -88,7 +88,8 @@ def test_plugin_settings_come_from_toml_and_are_validated_by_the_plugin(tmp_path
 def test_a_name_registers_once() -> None:
     with plugins.registered(toy.PLUGIN), pytest.raises(ValueError, match="already registered"):
         plugins.register(toy.PLUGIN)
-    assert [p.name for p in plugins.registered_plugins()] == ["zmq", "whip", "media_ws", "broadcast"]
+    assert [p.name for p in plugins.registered_plugins()] == [
+        "zmq", "whip", "media_ws", "broadcast", "rtp", "audiosocket"]  # the built-ins, in start order
 
 
 async def test_info_and_metrics_describe_the_built_in_ingests(start_service, kit) -> None:
