@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from streamdet.errors import ConfigError
 
@@ -36,6 +36,8 @@ class HeadSettings(_Strict):
     """Weight windows so that every group counts the same within its class (and both classes the same)."""
     augmented: bool = True
     """Train on the augmented windows as well as on the replayed windows of the training groups."""
+    max_windows: int | None = Field(None, ge=1)
+    """Train on a seeded random subset of this many windows (for CMs trained from scratch on CPU)."""
     seed: int = 0
 
 
@@ -44,10 +46,26 @@ class CandidateSettings(_Strict):
 
     name: str
     retrain_head: bool
+    architecture: str | None = None
+    """None: the config CM's head on its frozen trunk. ``logmel_cnn``: that whole CM trained from
+    scratch per fold on cached log-mel (``retrain_head`` must be true)."""
     threshold: Literal["train_fold", "manifest"] = "train_fold"
     """``train_fold``: calibrated on the fold's training groups (1 % of real windows alerting, as
     ``offline calibrate``); ``manifest``: the CM's shipped threshold (only without ``retrain_head``)."""
     head: HeadSettings = HeadSettings()
+
+    @model_validator(mode="after")
+    def _coherent(self) -> CandidateSettings:
+        if self.architecture not in (None, "logmel_cnn"):
+            raise ValueError(f"{self.name}: architecture must be unset (the CM's head) or logmel_cnn")
+        if self.architecture is not None and not self.retrain_head:
+            raise ValueError(f"{self.name}: a {self.architecture} candidate is trained, set retrain_head = true")
+        return self
+
+    @property
+    def trunk(self) -> str:
+        """Which trunk's stored features the candidate reads (``offline.crossval.stages.TRUNKS``)."""
+        return "cm" if self.architecture is None else "logmel"
 
 
 class CrossvalConfig(_Strict):

@@ -60,12 +60,37 @@ class Trunk:
         return features, torch.softmax(logits, -1)[:, 0].double().numpy()
 
 
+class LogMelTrunk:
+    """The trunk of CMs trained from scratch on log-mel (``logmel_cnn``): the mel front-end and the log.
+
+    Features are stored flattened as float16 (log-mel fits its range; mel power would not).
+    """
+
+    def __init__(self, threads: int = 1) -> None:
+        from streamdet.models.mel import MelFrontend
+
+        self.frontend = MelFrontend().eval()
+        self.threads = threads
+
+    @torch.inference_mode()
+    def __call__(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from streamdet.models.logmel_cnn import log_mel
+
+        torch.set_num_threads(self.threads)
+        mel = self.frontend(torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)))
+        features = log_mel(mel).flatten(1).numpy().astype(np.float16)
+        return features, np.full(len(windows), np.nan)  # no head of its own
+
+
+TrunkLike = Trunk | LogMelTrunk
+
+
 class RecordingScorer(Scorer):
     """A scorer for ``replay`` that stores trunk features and answers each window's row number."""
 
     model_id = "crossval-recorder"
 
-    def __init__(self, trunk: Trunk) -> None:
+    def __init__(self, trunk: TrunkLike) -> None:
         self.trunk = trunk
         self.contract = InputContract()
         self.features: list[np.ndarray] = []
@@ -103,7 +128,7 @@ class GroupReplay:
             return pickle.load(handle)
 
 
-def replay_group(trunk: Trunk, group: str, clips: Sequence[FieldClip], policy: StreamPolicy, channel: str,
+def replay_group(trunk: TrunkLike, group: str, clips: Sequence[FieldClip], policy: StreamPolicy, channel: str,
                  *, real_call_seconds: float, fake_call_seconds: float, seed: int = 0) -> GroupReplay:
     """Replay a group's clips as calls (real: ``real_call_seconds``; fake: ``fake_call_seconds``)."""
     recorder = RecordingScorer(trunk)

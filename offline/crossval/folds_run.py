@@ -9,13 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from offline.calibrate import threshold_for_false_alarm_rate
 from offline.crossval.config import CandidateSettings, CrossvalConfig
 from offline.crossval.embed import GroupReplay
 from offline.crossval.folds import Fold
-from offline.crossval.head import Head, balanced_weights, train_head
+from offline.crossval.head import balanced_weights, initial_head, subsample, train_head
 from offline.datasets import BONAFIDE
+from streamdet.cm import Countermeasure
 from streamdet.errors import ConfigError
 from streamdet.stream.policy import spoof_probability
 
@@ -87,7 +89,18 @@ def calibration_threshold(p_bonafide_real: np.ndarray, target_far: float) -> flo
     return threshold_for_false_alarm_rate(spoof_probability(p_bonafide_real), target_far)
 
 
-def run_fold(config: CrossvalConfig, fold: Fold, candidate: CandidateSettings, base_head: Head,
+def fit_head(candidate: CandidateSettings, cm: Countermeasure, fold: Fold, replays: Replays,
+             augmented: Mapping[str, Mapping[str, np.ndarray]]) -> tuple[torch.nn.Module, int, int]:
+    """A candidate's head trained on a fold's training side; also the windows used (all, real)."""
+    x, y, groups = training_set(fold, replays, augmented, candidate.head.augmented)
+    keep = subsample(y.size, candidate.head.max_windows, y, candidate.head.seed)
+    x, y, groups = x[keep], y[keep], [groups[i] for i in keep]
+    weights = balanced_weights(y, groups) if candidate.head.balance_groups else np.ones(y.shape[0])
+    head = train_head(initial_head(candidate.architecture, cm, candidate.head.seed), x, y, weights, candidate.head)
+    return head, int(y.size), int((y == BONAFIDE).sum())
+
+
+def run_fold(config: CrossvalConfig, fold: Fold, candidate: CandidateSettings, cm: Countermeasure,
              manifest_threshold: float | None, replays: Replays,
              augmented: Mapping[str, Mapping[str, np.ndarray]]) -> FoldScores:
     """Train (or take) the candidate's head for one fold, calibrate it, score the held-out groups."""
@@ -95,15 +108,12 @@ def run_fold(config: CrossvalConfig, fold: Fold, candidate: CandidateSettings, b
     done = FoldScores.load(directory)
     if done is not None:
         return done
+    score = None
     if candidate.retrain_head:
-        x, y, groups = training_set(fold, replays, augmented, candidate.head.augmented)
-        weights = balanced_weights(y, groups) if candidate.head.balance_groups else np.ones(y.shape[0])
-        head = train_head(base_head, x, y, weights, candidate.head)
+        head, windows, real = fit_head(candidate, cm, fold, replays, augmented)
         score = head.p_bonafide
-        log.info("fold %d %s: head trained on %d windows (%d real)", fold.index, candidate.name, y.size,
-                 int((y == BONAFIDE).sum()))
-    else:
-        score = None
+        log.info("fold %d %s: trained on %d windows (%d real)", fold.index, candidate.name, windows, real)
+
     def p_bonafide(replay: GroupReplay) -> np.ndarray:
         return replay.own_p_bonafide if score is None else score(replay.features)
     if candidate.threshold == "manifest":
@@ -121,7 +131,7 @@ def run_fold(config: CrossvalConfig, fold: Fold, candidate: CandidateSettings, b
     return result
 
 
-def all_fold_scores(config: CrossvalConfig, folds: Sequence[Fold], candidate: CandidateSettings, base_head: Head,
+def all_fold_scores(config: CrossvalConfig, folds: Sequence[Fold], candidate: CandidateSettings, cm: Countermeasure,
                     manifest_threshold: float | None, replays: Replays,
                     augmented: Mapping[str, Mapping[str, np.ndarray]]) -> list[FoldScores]:
-    return [run_fold(config, f, candidate, base_head, manifest_threshold, replays, augmented) for f in folds]
+    return [run_fold(config, f, candidate, cm, manifest_threshold, replays, augmented) for f in folds]

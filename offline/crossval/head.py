@@ -34,7 +34,7 @@ class Head(nn.Module):
         return self.fc_mu(self.out(features))
 
     @torch.inference_mode()
-    def p_bonafide(self, features: np.ndarray, batch: int = 4096) -> np.ndarray:
+    def p_bonafide(self, features: np.ndarray, batch: int = 1024) -> np.ndarray:
         self.eval()
         parts = [torch.softmax(self(torch.from_numpy(np.asarray(features[i : i + batch], np.float32))), -1)[:, 0]
                  for i in range(0, len(features), batch)]
@@ -46,6 +46,44 @@ class Head(nn.Module):
         for name, value in self.state_dict().items():
             state[name] = value.detach().clone()
         return state
+
+
+class LogMelHead(nn.Module):
+    """A whole ``logmel_cnn`` backend as a "head" over cached, flattened log-mel features."""
+
+    def __init__(self, backend: nn.Module, bands: int = 80) -> None:
+        super().__init__()
+        self.backend, self.bands = backend, bands
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.backend.forward_log(features.view(features.shape[0], 1, -1, self.bands))[0]
+
+    p_bonafide = Head.p_bonafide
+
+    def backend_state(self, cm: Countermeasure | None = None) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.backend.state_dict().items()}
+
+
+def initial_head(architecture: str | None, cm: Countermeasure, seed: int = 0) -> nn.Module:
+    """The head a candidate starts from: the CM's own, or a freshly initialised (seeded) architecture."""
+    if architecture is None:
+        return Head.of(cm)
+    from streamdet import architectures
+
+    torch.manual_seed(seed)
+    return LogMelHead(architectures.get(architecture).build_backend())
+
+
+def subsample(count: int, limit: int | None, labels: np.ndarray, seed: int) -> np.ndarray:
+    """Indices of at most ``limit`` windows, half of each class where possible (seeded)."""
+    if limit is None or count <= limit:
+        return np.arange(count)
+    rng = np.random.default_rng(seed)
+    picked = []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        picked.append(rng.choice(members, min(members.size, limit // 2), replace=False))
+    return np.sort(np.concatenate(picked))
 
 
 def balanced_weights(labels: np.ndarray, groups: Sequence[str]) -> np.ndarray:
@@ -61,12 +99,12 @@ def balanced_weights(labels: np.ndarray, groups: Sequence[str]) -> np.ndarray:
     return weights / weights.sum() * labels.shape[0]
 
 
-def train_head(head: Head, features: np.ndarray, labels: np.ndarray, weights: np.ndarray,
-               settings: HeadSettings) -> Head:
+def train_head(head: nn.Module, features: np.ndarray, labels: np.ndarray, weights: np.ndarray,
+               settings: HeadSettings) -> nn.Module:
     """Fine-tune a copy of ``head``; deterministic under ``settings.seed`` (single-threaded torch)."""
     head = copy.deepcopy(head).float()
     torch.manual_seed(settings.seed)
-    x = torch.from_numpy(np.asarray(features, np.float32))
+    x = torch.from_numpy(np.asarray(features))  # float16 features are widened per batch
     y = torch.from_numpy(np.asarray(labels, np.int64))
     w = torch.from_numpy(np.asarray(weights, np.float32))
     optimiser = torch.optim.Adam(head.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
@@ -77,7 +115,7 @@ def train_head(head: Head, features: np.ndarray, labels: np.ndarray, weights: np
         order = torch.randperm(x.shape[0], generator=generator)
         for start in range(0, x.shape[0], settings.batch_size):
             batch = order[start : start + settings.batch_size]
-            loss = (loss_fn(head(x[batch]), y[batch]) * w[batch]).sum() / w[batch].sum()
+            loss = (loss_fn(head(x[batch].float()), y[batch]) * w[batch]).sum() / w[batch].sum()
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()

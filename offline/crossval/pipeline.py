@@ -10,18 +10,23 @@ from pathlib import Path
 import numpy as np
 
 from offline.crossval.config import CandidateSettings, CrossvalConfig
-from offline.crossval.embed import Trunk
 from offline.crossval.folds import Fold, make_folds
 from offline.crossval.folds_run import (
     Replays,
     all_fold_scores,
     calibration_threshold,
+    fit_head,
     row_labels,
-    training_set,
 )
-from offline.crossval.head import Head, balanced_weights, train_head
 from offline.crossval.report import candidate_report, write_report
-from offline.crossval.stages import load_augmented, load_replays, run_augmented, run_replays
+from offline.crossval.stages import (
+    TRUNKS,
+    load_augmented,
+    load_replays,
+    run_augmented,
+    run_replays,
+    trunk_loader,
+)
 from offline.datasets import BONAFIDE
 from offline.recipes.field import FieldClip, read_field_list, summary
 from streamdet.cm import load_cm, save_cm
@@ -37,24 +42,27 @@ def run_crossval(config: CrossvalConfig, stages: Sequence[str] = STAGES) -> list
     """Run the stages asked for (each resumes); returns the report files written (if ``report``)."""
     clips = read_field_list(config.field_list)
     folds = make_folds(clips, config.folds, config.seed, config.evaluate_origins)
-    trunk_loader = lambda: Trunk.load(config.cm)  # noqa: E731 - loaded only if a stage has work left
-    if "replay" in stages:
-        run_replays(config, clips, trunk_loader)
-    if "augment" in stages:
-        run_augmented(config, clips, trunk_loader)
+    kinds = [k for k in TRUNKS if any(c.trunk == k for c in config.candidates)]
+    for kind in kinds:
+        if "replay" in stages:
+            run_replays(config, clips, trunk_loader(config, kind), kind=kind)
+        if "augment" in stages:
+            run_augmented(config, clips, trunk_loader(config, kind), kind=kind)
     if "folds" not in stages and "report" not in stages:
         return []
-    replays: Replays = {c: load_replays(config, clips, c) for c in config.channels}
-    augmented = load_augmented(config, sorted({c.group for c in clips}))
     cm = load_cm(config.cm)
-    base = Head.of(cm)
     manifest_threshold = cm.manifest.calibration.spoof_threshold if cm.manifest.calibration else None
     reports = {}
-    for candidate in config.candidates:
-        scores = all_fold_scores(config, folds, candidate, base, manifest_threshold, replays, augmented)
-        if "report" in stages:
-            reports[candidate.name] = candidate_report(folds, scores, replays, config.within_s)
-    return write_report(config.out, reports, folds) if reports else []
+    for kind in kinds:  # one trunk's features in memory at a time
+        replays: Replays = {c: load_replays(config, clips, c, kind) for c in config.channels}
+        augmented = load_augmented(config, sorted({c.group for c in clips}), kind)
+        for candidate in (c for c in config.candidates if c.trunk == kind):
+            scores = all_fold_scores(config, folds, candidate, cm, manifest_threshold, replays, augmented)
+            if "report" in stages:
+                reports[candidate.name] = candidate_report(folds, scores, replays, config.within_s)
+        del replays, augmented
+    ordered = {c.name: reports[c.name] for c in config.candidates if c.name in reports}
+    return write_report(config.out, ordered, folds) if ordered else []
 
 
 def _candidate(config: CrossvalConfig, name: str) -> CandidateSettings:
@@ -94,12 +102,10 @@ def ship(config: CrossvalConfig, name: str, out: Path) -> Path:
     candidate = _candidate(config, name)
     clips = read_field_list(config.field_list)
     everything = Fold(-1, frozenset(), frozenset(c.group for c in clips))
-    replays: Replays = {c: load_replays(config, clips, c) for c in config.channels}
-    augmented = load_augmented(config, sorted(everything.train_groups))
+    replays: Replays = {c: load_replays(config, clips, c, candidate.trunk) for c in config.channels}
+    augmented = load_augmented(config, sorted(everything.train_groups), candidate.trunk)
     cm = load_cm(config.cm)
-    x, y, groups = training_set(everything, replays, augmented, candidate.head.augmented)
-    weights = balanced_weights(y, groups) if candidate.head.balance_groups else np.ones(y.shape[0])
-    head = train_head(Head.of(cm), x, y, weights, candidate.head)
+    head, windows, _real = fit_head(candidate, cm, everything, replays, augmented)
     calibration = replays[config.calibration_channel]
     real = np.concatenate([head.p_bonafide(r.features)[row_labels(r) == BONAFIDE] for r in calibration.values()])
     fake = np.concatenate([head.p_bonafide(r.features)[row_labels(r) != BONAFIDE] for r in calibration.values()])
@@ -111,12 +117,15 @@ def ship(config: CrossvalConfig, name: str, out: Path) -> Path:
                    f"service window geometry); real: {real.size} windows, false alarms {100 * far:.2f} %; "
                    f"fake: {fake.size} windows, detected {100 * detected:.2f} %; the same windows trained the head, "
                    f"so held-out rates are worse (docs/field-accuracy.md); calibrated {_dt.date.today().isoformat()}")
+    what = (f"{cm.manifest.name}'s trunk with its head fine-tuned" if candidate.architecture is None
+            else f"{candidate.architecture} trained from scratch")
     manifest = cm.manifest.model_copy(update={
         "name": name,
-        "trained_on": (f"{cm.manifest.name}'s trunk with its head fine-tuned on {len(clips)} clips of "
-                       f"{len({c.group for c in clips})} sources and systems (DATA.md): field-data, Asterisk prompts, "
-                       "ALM-ADD, classic TTS; field augmentation and telephone channels"),
-        "source": f"offline crossval --ship {name} ({config.field_list.name}, {y.size} training windows)",
+        "architecture": candidate.architecture or cm.manifest.architecture,
+        "trained_on": (f"{what} on {len(clips)} clips of {len({c.group for c in clips})} sources and systems "
+                       "(DATA.md): field-data, Asterisk prompts, ALM-ADD, classic TTS; field augmentation and "
+                       "telephone channels"),
+        "source": f"offline crossval --ship {name} ({config.field_list.name}, {windows} training windows)",
         "source_sha256": "",
         "calibration": Calibration(spoof_threshold=threshold, criterion=f"target_far={config.target_far:g}",
                                    description=description),

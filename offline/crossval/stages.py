@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from offline.crossval.config import CrossvalConfig
-from offline.crossval.embed import GroupReplay, Trunk, replay_group
+from offline.crossval.embed import GroupReplay, LogMelTrunk, Trunk, TrunkLike, replay_group
 from offline.datasets import BONAFIDE
 from offline.recipes.field import FieldClip
 from offline.training.field_augment import FieldAugmenter
@@ -34,8 +34,21 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]", "_", name)
 
 
-def replay_path(config: CrossvalConfig, channel: str, group: str) -> Path:
-    return config.out / "embed" / channel / f"{_safe(group)}.pkl"
+TRUNKS = ("cm", "logmel")
+"""``cm``: the config's CM up to its head (``embed/``); ``logmel``: log-mel for CMs trained from
+scratch (``embed-logmel/``)."""
+
+
+def embed_dir(config: CrossvalConfig, kind: str) -> Path:
+    return config.out / ("embed" if kind == "cm" else f"embed-{kind}")
+
+
+def trunk_loader(config: CrossvalConfig, kind: str) -> Callable[[], TrunkLike]:
+    return (lambda: Trunk.load(config.cm)) if kind == "cm" else LogMelTrunk
+
+
+def replay_path(config: CrossvalConfig, channel: str, group: str, kind: str = "cm") -> Path:
+    return embed_dir(config, kind) / channel / f"{_safe(group)}.pkl"
 
 
 def evaluated_groups(config: CrossvalConfig, clips: Sequence[FieldClip]) -> list[str]:
@@ -47,15 +60,15 @@ def replay_policy() -> StreamPolicy:
     return StreamPolicy()
 
 
-def run_replays(config: CrossvalConfig, clips: Sequence[FieldClip], trunk: Trunk | Callable[[], Trunk],
-                channels: Sequence[str] | None = None) -> None:
+def run_replays(config: CrossvalConfig, clips: Sequence[FieldClip], trunk: TrunkLike | Callable[[], TrunkLike],
+                channels: Sequence[str] | None = None, kind: str = "cm") -> None:
     """Stage 1: replay every evaluated group under each channel (skipping groups already stored)."""
     for channel in channels or config.channels:
         for group in evaluated_groups(config, clips):
-            path = replay_path(config, channel, group)
+            path = replay_path(config, channel, group, kind)
             if path.is_file():
                 continue
-            if not isinstance(trunk, Trunk):
+            if not isinstance(trunk, Trunk | LogMelTrunk):
                 trunk = trunk()
             members = [c for c in clips if c.group == group]
             result = replay_group(trunk, group, members, replay_policy(), channel,
@@ -66,21 +79,18 @@ def run_replays(config: CrossvalConfig, clips: Sequence[FieldClip], trunk: Trunk
                      result.features.shape[0])
 
 
-def load_replays(config: CrossvalConfig, clips: Sequence[FieldClip], channel: str) -> dict[str, GroupReplay]:
-    return {g: GroupReplay.load(replay_path(config, channel, g)) for g in evaluated_groups(config, clips)}
+def load_replays(config: CrossvalConfig, clips: Sequence[FieldClip], channel: str,
+                 kind: str = "cm") -> dict[str, GroupReplay]:
+    return {g: GroupReplay.load(replay_path(config, channel, g, kind)) for g in evaluated_groups(config, clips)}
 
-
-def stack(arrays: Sequence[np.ndarray], width: int) -> np.ndarray:
-    arrays = [a for a in arrays if a.size]
-    return np.concatenate(arrays).astype(np.float32) if arrays else np.zeros((0, width), np.float32)
 
 
 # ---------------------------------------------------------------------------------------------
 # Stage 2: augmented training windows
 
 
-def augmented_path(config: CrossvalConfig, group: str) -> Path:
-    return config.out / "embed" / "augmented" / f"{_safe(group)}.npz"
+def augmented_path(config: CrossvalConfig, group: str, kind: str = "cm") -> Path:
+    return embed_dir(config, kind) / "augmented" / f"{_safe(group)}.npz"
 
 
 def _clip_rng(seed: int, clip: FieldClip, draw: int) -> np.random.Generator:
@@ -98,17 +108,17 @@ def babble_pool(clips: Sequence[FieldClip], group: str, evaluate_origins: Sequen
     return pick(own, size // 2) + pick(always, size - min(len(own), size // 2))
 
 
-def run_augmented(config: CrossvalConfig, clips: Sequence[FieldClip], trunk: Trunk | Callable[[], Trunk],
-                  batch: int = 32) -> None:
+def run_augmented(config: CrossvalConfig, clips: Sequence[FieldClip], trunk: TrunkLike | Callable[[], TrunkLike],
+                  batch: int = 32, kind: str = "cm") -> None:
     """Stage 2: ``windows_per_clip`` augmented windows of up to ``max_clips_per_group`` clips per group."""
     settings = config.augment
     if settings.windows_per_clip == 0:
         return
     for group in sorted({c.group for c in clips}):
-        path = augmented_path(config, group)
+        path = augmented_path(config, group, kind)
         if path.is_file():
             continue
-        if not isinstance(trunk, Trunk):
+        if not isinstance(trunk, Trunk | LogMelTrunk):
             trunk = trunk()
         members = [c for c in clips if c.group == group]
         order = np.random.default_rng([settings.seed, zlib.crc32(group.encode("utf-8"))]).permutation(len(members))
@@ -134,10 +144,10 @@ def run_augmented(config: CrossvalConfig, clips: Sequence[FieldClip], trunk: Tru
         log.info("augmented %s: %d windows", group, len(windows))
 
 
-def load_augmented(config: CrossvalConfig, groups: Sequence[str]) -> dict[str, dict[str, np.ndarray]]:
+def load_augmented(config: CrossvalConfig, groups: Sequence[str], kind: str = "cm") -> dict[str, dict[str, np.ndarray]]:
     out = {}
     for group in groups:
-        path = augmented_path(config, group)
+        path = augmented_path(config, group, kind)
         if path.is_file():
             with np.load(path) as data:
                 out[group] = {k: data[k] for k in data.files}

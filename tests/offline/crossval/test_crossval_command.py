@@ -42,6 +42,14 @@ name = "new_head"
 retrain_head = true
 [candidates.head]
 epochs = 1
+[[candidates]]
+name = "small_cnn"
+retrain_head = true
+architecture = "logmel_cnn"
+[candidates.head]
+epochs = 1
+batch_size = 8
+max_windows = 20
 """, encoding="utf-8")
     return config
 
@@ -51,7 +59,7 @@ def test_crossval_reports_pooled_numbers_resumes_and_ships(tiny_run: Path, monke
     assert main(["crossval", "--config", str(tiny_run)]) == 0
     out = tmp_path / "run"
     report = json.loads((out / "report.json").read_text())
-    assert set(report) == {"own_head", "new_head"}
+    assert list(report) == ["own_head", "new_head", "small_cnn"]
     for candidate in report.values():
         assert len(candidate["thresholds"]) == 5
         for channel in ("wideband", "ulaw"):
@@ -77,3 +85,6 @@ def test_crossval_reports_pooled_numbers_resumes_and_ships(tiny_run: Path, monke
     assert cm.manifest.name == "new_head" and cm.manifest.calibration is not None
     assert "fakesrc3" in (tmp_path / "cm" / "DATA.md").read_text()
     assert main(["crossval", "--config", str(tiny_run), "--ship", "own_head"]) == 2
+
+    assert main(["crossval", "--config", str(tiny_run), "--ship", "small_cnn", "--ship-out", str(tmp_path / "cnn")]) == 0
+    assert load_cm(tmp_path / "cnn").manifest.architecture == "logmel_cnn"
