@@ -28,6 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--ship", metavar="CANDIDATE",
                    help="instead: train CANDIDATE's head on every group, calibrate on all, write a CM")
     p.add_argument("--ship-out", type=Path, help="CM directory for --ship (default: <out>/ship/<CANDIDATE>)")
+    p.add_argument("--channel", dest="channels", action="append", metavar="NAME",
+                   help="replay and report only these channels (repeatable; default: the config's)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.set_defaults(func=run)
 
@@ -36,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     config = load_crossval_config(args.config)
+    if args.channels:
+        config = config.model_copy(update={"channels": args.channels})
     if args.ship:
         out = ship(config, args.ship, args.ship_out or config.out / "ship" / args.ship)
         print(f"wrote {out}")

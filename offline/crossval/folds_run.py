@@ -106,7 +106,8 @@ def run_fold(config: CrossvalConfig, fold: Fold, candidate: CandidateSettings, c
     """Train (or take) the candidate's head for one fold, calibrate it, score the held-out groups."""
     directory = fold_dir(config, fold, candidate)
     done = FoldScores.load(directory)
-    if done is not None:
+    wanted = {(channel, g) for channel, by_group in replays.items() for g in by_group if g in fold.test_groups}
+    if done is not None and set(done.scores) == wanted:  # the same channels as this run: reuse
         return done
     score = None
     if candidate.retrain_head:
