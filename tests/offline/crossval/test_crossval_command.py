@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,12 +13,9 @@ from offline.crossval.folds import make_folds
 from offline.recipes.field import read_field_list
 from streamdet.cm import load_cm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
-from test_field_recipe import make_field_data  # noqa: E402
-
 
 @pytest.fixture()
-def tiny_run(tmp_path: Path, random_mel_cm: Path) -> Path:
+def tiny_run(tmp_path: Path, random_mel_cm: Path, make_field_data) -> Path:
     field = make_field_data(tmp_path / "field-data", real=5, fake=5, clips=1, seconds=4.5)
     assert main(["data", "field", "--field-data", str(field), "--asterisk-root", str(tmp_path / "none"),
                  "--tts-root", str(tmp_path / "none"), "--out", str(tmp_path / "data")]) == 0
