@@ -93,10 +93,11 @@ def g711_alaw(samples: np.ndarray, rng: np.random.Generator | None = None) -> np
 
 def _codec_round_trip(
     pcm: np.ndarray, encoder: str, decoder: str, rate: int, bit_rate: int | None = None,
-    options: dict[str, str] | None = None,
+    options: dict[str, str] | None = None, sample_format: str = "s16",
 ) -> np.ndarray:
     """Encode int16 mono PCM with an FFmpeg encoder and decode it again; returns the decoder's
-    samples (float32, at the decoder's own rate, including any codec delay and end padding)."""
+    samples (float32, at the decoder's own rate, including any codec delay and end padding).
+    ``sample_format="fltp"`` feeds the encoder float samples (FFmpeg's AAC encoder takes no s16)."""
     import av
 
     try:
@@ -106,7 +107,7 @@ def _codec_round_trip(
         raise ConfigError(f"this PyAV/FFmpeg build has no {encoder}/{decoder} codec ({exc})") from exc
     enc.sample_rate = rate
     enc.layout = "mono"
-    enc.format = "s16"
+    enc.format = sample_format
     enc.time_base = fractions.Fraction(1, rate)
     if bit_rate:
         enc.bit_rate = bit_rate
@@ -127,7 +128,10 @@ def _codec_round_trip(
                 decoded.append(frame.to_ndarray().reshape(-1))
 
     for start in range(0, padded.shape[0], frame_size):
-        frame = av.AudioFrame.from_ndarray(padded[None, start : start + frame_size], format="s16", layout="mono")
+        chunk = padded[None, start : start + frame_size]
+        if sample_format != "s16":
+            chunk = from_int16(chunk)
+        frame = av.AudioFrame.from_ndarray(chunk, format=sample_format, layout="mono")
         frame.sample_rate = rate
         frame.pts = start
         frame.time_base = enc.time_base

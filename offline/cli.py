@@ -10,7 +10,7 @@ import argparse
 
 from streamdet import cmdline
 
-COMMANDS = ("import_checkpoint", "pull", "download", "evaluate", "prepare_features", "check_features", "train", "export", "data", "calibrate", "field_splits")
+COMMANDS = ("import_checkpoint", "pull", "download", "evaluate", "prepare_features", "check_features", "train", "export", "data", "calibrate", "field_splits", "crossval")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,7 +2,8 @@
 
 - ``offline data asterisk``: real telephone speech, the Asterisk prompt sets (``apt-get download``
   and ``dpkg-deb -x``; no install, no root);
-- ``offline data tts-spoofs``: classic synthetic speech (espeak-ng, flite, festival voices).
+- ``offline data tts-spoofs``: classic synthetic speech (espeak-ng, flite, festival voices);
+- ``offline data field``: the field list (:mod:`offline.recipes.field`) cross-validation reads.
 
 Both write list files that ``offline evaluate --list`` and ``offline calibrate`` read.
 """
@@ -15,13 +16,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from offline.recipes import asterisk, tts_spoofs
+from offline.recipes import asterisk, field, tts_spoofs
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "data",
-        help="build data sets from Debian packages (asterisk, tts-spoofs)",
+        help="build data sets (asterisk, tts-spoofs from Debian packages; the field list)",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
     )
     sets = p.add_subparsers(dest="dataset", required=True, metavar="DATASET")
@@ -44,6 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--seed", type=int, default=0, help="seed of the sentence draw")
     t.add_argument("--workers", type=int, default=2)
     t.set_defaults(func=run_tts_spoofs)
+
+    register_field(sets)
 
 
 def run_asterisk(args: argparse.Namespace) -> int:
@@ -76,4 +79,26 @@ def run_tts_spoofs(args: argparse.Namespace) -> int:
         for path, reason in result.failures.items():
             print(f"  {path}: {reason}", file=sys.stderr)
         return 1
+    return 0
+
+
+def register_field(sets: argparse._SubParsersAction) -> None:
+    f = sets.add_parser("field", help="the field list for cross-validation: every clip with its source/system")
+    f.add_argument("--field-data", type=Path, required=True, help="folder holding sources.tsv (e.g. ../shared/field-data)")
+    f.add_argument("--asterisk-root", type=Path, default=Path("data/asterisk"))
+    f.add_argument("--tts-root", type=Path, default=Path("data/tts_spoofs"))
+    f.add_argument("--alm-add", type=Path, help="ALM-ADD root (e.g. ../shared/alm-add); omitted: not listed")
+    f.add_argument("--out", type=Path, default=Path("data/field"), help="output folder (default: data/field)")
+    f.set_defaults(func=run_field)
+
+
+def run_field(args: argparse.Namespace) -> int:
+    clips, notes = field.build_field_list(args.field_data, args.asterisk_root, args.tts_root, args.alm_add)
+    out = field.write_field_list(args.out / "field.tsv", clips)
+    print(f"{'origin':11} {'label':5} {'group':32} {'clips':>5} {'minutes':>7}")
+    for origin, label, group, count, minutes in field.summary(clips):
+        print(f"{origin:11} {label:5} {group:32} {count:5d} {minutes:7.1f}")
+    for note in notes:
+        print(f"offline data field: {note}", file=sys.stderr)
+    print(f"{len(clips)} clips → {out}")
     return 0

@@ -46,8 +46,9 @@ def names() -> tuple[str, ...]:
     return tuple(sorted(_REGISTRY))
 
 
-from streamdet.architectures import mel_lcnn, w2v2_aasist, w2v2_lcnn  # noqa: E402  (they import spec only)
+from streamdet.architectures import logmel_cnn, mel_lcnn, w2v2_aasist, w2v2_lcnn  # noqa: E402  (they import spec only)
 
 register(mel_lcnn.ARCHITECTURE)
 register(w2v2_lcnn.ARCHITECTURE)
 register(w2v2_aasist.ARCHITECTURE)
+register(logmel_cnn.ARCHITECTURE)

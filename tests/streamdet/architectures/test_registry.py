@@ -54,7 +54,7 @@ def windows() -> np.ndarray:
 
 
 def test_built_in_architectures_are_registered():
-    assert architectures.names() == ("mel_lcnn", "w2v2_aasist", "w2v2_lcnn")
+    assert architectures.names() == ("logmel_cnn", "mel_lcnn", "w2v2_aasist", "w2v2_lcnn")
     assert architectures.get("w2v2_aasist").frontend.needs_xlsr
     assert not architectures.get("mel_lcnn").frontend.needs_xlsr
 
@@ -65,7 +65,7 @@ def test_every_release_names_an_architecture_its_pickles_import_into():
 
 
 def test_unknown_name_is_a_clear_error_naming_the_known_ones(tmp_path: Path):
-    with pytest.raises(ManifestError, match=r"unknown architecture 'nope'; known: mel_lcnn, w2v2_aasist, w2v2_lcnn"):
+    with pytest.raises(ManifestError, match=r"unknown architecture 'nope'; known: logmel_cnn, mel_lcnn, w2v2_aasist, w2v2_lcnn"):
         architectures.get("nope")
     (tmp_path / "manifest.json").write_text(json.dumps({"name": "x", "architecture": "nope"}))
     with pytest.raises(ManifestError, match=r"(?s)invalid manifest.*unknown architecture 'nope'"):
@@ -143,3 +143,22 @@ def test_toy_cm_exports_to_onnx_and_scores_with_onnxruntime(toy: str, tmp_path: 
     expected = load_cm(tmp_path / "cm").bonafide_probability(torch.from_numpy(windows)).numpy()
     np.testing.assert_allclose(scorer.score_batch(windows), expected, atol=1e-4)
     scorer.close()
+
+
+def test_logmel_cnn_scores_with_torch_and_onnxruntime_alike(tmp_path: Path, windows: np.ndarray):
+    """The built-in small CNN goes through the same generic paths as the toy (it is registered by one line)."""
+    save_cm(tmp_path / "cm", random_backend("logmel_cnn", seed=3).state_dict(), manifest_for("logmel_cnn"))
+    expected = load_cm(tmp_path / "cm").bonafide_probability(torch.from_numpy(windows)).numpy()
+    assert expected.max() - expected.min() > 1e-3
+    scorer = TorchScorer(tmp_path / "cm", device="cpu")
+    np.testing.assert_allclose(scorer.score_batch(windows), expected, atol=1e-5)
+    scorer.close()
+    pytest.importorskip("onnxscript")
+    pytest.importorskip("onnxruntime")
+    from offline.export.onnx import export_onnx
+    from streamdet.scoring.onnx_scorer import OnnxScorer
+
+    export_onnx(tmp_path / "cm", tmp_path / "onnx")
+    onnx = OnnxScorer(tmp_path / "onnx" / "model.onnx", device="cpu")
+    np.testing.assert_allclose(onnx.score_batch(windows), expected, atol=1e-4)
+    onnx.close()
