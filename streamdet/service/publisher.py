@@ -35,7 +35,7 @@ from dataclasses import replace
 
 import zmq
 
-from streamdet.service.events import Event, Heartbeat, encode_event
+from streamdet.service.events import Event, Heartbeat, encode_event, event_from_dict
 from streamdet.service.journal import Journal, make_node_id
 from streamdet.service.sinks import EventSink
 
@@ -136,6 +136,31 @@ class EventPublisher:
     async def start(self) -> None:
         for sink in self._sinks:
             await sink.start()
+            await self._catch_up(sink)
+
+    async def _catch_up(self, sink: EventSink) -> None:
+        """Hand ``sink`` the journaled events it never took: a process killed between a batch's commit
+        and the sink's outbox write leaves them only in the journal. A sink that never ran starts
+        from the journal's present instead of replaying its history."""
+        taken_through = getattr(sink, "taken_through", None)
+        if self.journal is None or taken_through is None:
+            return
+        since = await taken_through()
+        if since is None:
+            await sink.mark_taken(self._seq)  # type: ignore[attr-defined]
+            return
+        caught_up = 0
+        while since < self._seq:
+            page = await asyncio.to_thread(self.journal.read, since=since, limit=1000)
+            events = [event_from_dict(data) for data in page.events]
+            if events:
+                sink.deliver(events)
+                caught_up += len(events)
+            if page.through <= since:
+                break
+            since = page.through
+        if caught_up:
+            log.warning("sink %s: %d journaled event(s) it had not taken, handed over again", sink.name, caught_up)
 
     def publish(self, event: Event) -> None:
         """Stamp ``event`` and publish it: at once without a journal, after its commit with one."""

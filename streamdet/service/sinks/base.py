@@ -50,6 +50,8 @@ class OutboxSink:
         self._max_rows = max_rows
         self._metrics = metrics
         self._handed: list[Event] = []
+        self._seen_through = 0
+        """The highest journal ``seq`` handed to ``deliver``, taken or filtered out."""
         self._wake = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
@@ -61,10 +63,24 @@ class OutboxSink:
         return True
 
     def deliver(self, events: list[Event]) -> None:
+        if self._closing or not events:
+            return
+        self._seen_through = max(self._seen_through, max(e.seq for e in events))
         taken = [e for e in events if self.accepts(e)]
-        if taken and not self._closing:
+        if taken:
             self._handed.extend(taken)
             self._wake.set()
+
+    async def taken_through(self) -> int | None:
+        """The last journal ``seq`` this sink's outbox holds (or filtered out) — where a catch-up from
+        the journal starts after a crash; None for a sink that never ran (it starts from now)."""
+        assert self.outbox is not None, "start the sink first"
+        return await asyncio.to_thread(self.outbox.taken_through)
+
+    async def mark_taken(self, seq: int) -> None:
+        """A new sink starts from the journal's present: nothing before ``seq`` is owed to it."""
+        assert self.outbox is not None, "start the sink first"
+        await asyncio.to_thread(self.outbox.add, [], seq)
 
     async def start(self) -> None:
         try:
@@ -105,20 +121,23 @@ class OutboxSink:
             except Exception:  # a bug or a broken outbox file: keep the task, try again later
                 log.exception("sink %s: delivery pass failed", self.name)
                 wait = UNEXPECTED_ERROR_WAIT_S
-            if self._closing and (wait is None or wait > 0):
-                return  # closing: one more pass only when the last one made progress
+            if self._closing and (wait is None or wait > 0) and not self._handed:
+                return  # closing: one more pass only when the last one made progress or more came
             if wait == 0 or self._handed:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
 
     async def _store_handed(self) -> None:
-        if not self._handed:
+        if not self._handed and not self._seen_through:
             return
         handed, self._handed = self._handed, []
+        through, self._seen_through = self._seen_through, 0
         rows = [(e.event_id, e.topic, e.event, json.dumps(asdict(e))) for e in handed]
         assert self.outbox is not None
-        dropped = await asyncio.to_thread(self.outbox.add, rows)
+        dropped = await asyncio.to_thread(self.outbox.add, rows, through)
+        if not rows:
+            return
         self._count("queued", len(rows))
         if dropped:
             log.warning("sink %s: outbox full (%d rows): dropped the %d oldest", self.name, self._max_rows, dropped)

@@ -84,15 +84,21 @@ class Outbox:
             self.outbox_id: str = self._db.execute("SELECT value FROM meta WHERE key='outbox_id'").fetchone()[0]
             """A name for this file, unique: row ids are only comparable within one file."""
 
-    def add(self, rows: list[tuple[str, str, str, str]]) -> int:
-        """Append ``(event_id, topic, kind, body)`` rows, pending; returns how many old rows were
-        dropped to stay within ``max_rows``."""
+    def add(self, rows: list[tuple[str, str, str, str]], through_seq: int = 0) -> int:
+        """Append ``(event_id, topic, kind, body)`` rows, pending, and move the mark of the journal
+        ``seq`` this sink has taken up to ``through_seq`` in the same transaction; returns how many old
+        rows were dropped to stay within ``max_rows``."""
         now = time.time()
         with self._lock, self._db:
             self._db.execute("BEGIN")
             self._db.executemany(
                 "INSERT INTO outbox (sink, event_id, topic, kind, body, created, updated) VALUES (?,?,?,?,?,?,?)",
                 [(self.sink, *row, now, now) for row in rows])
+            if through_seq > 0:
+                self._db.execute(
+                    "INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET "
+                    "value = MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
+                    (self._mark_key, str(through_seq)))
             (count,) = self._db.execute("SELECT COUNT(*) FROM outbox WHERE sink=? AND state='pending'",
                                         (self.sink,)).fetchone()
             excess = max(0, count - self.max_rows)
@@ -100,6 +106,16 @@ class Outbox:
                 self._db.execute("DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE sink=? AND "
                                  "state='pending' ORDER BY id LIMIT ?)", (self.sink, excess))
         return excess
+
+    @property
+    def _mark_key(self) -> str:
+        return f"taken_through:{self.sink}"
+
+    def taken_through(self) -> int | None:
+        """The last journal ``seq`` this sink took (stored or filtered out); None for a new sink."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key=?", (self._mark_key,)).fetchone()
+        return None if row is None else int(row[0])
 
     def pending(self, limit: int, due_by: float | None = None) -> list[OutboxRow]:
         """The oldest pending rows (only those due by ``due_by``, when given), in order."""
