@@ -1,32 +1,20 @@
-"""G.711 μ-law and A-law (ITU-T G.711) as numpy lookup tables: one byte in, one float32 sample out.
+"""G.711 for ingests that receive bytes and want float32: 256-entry lookup tables built from the
+codec in ``streamdet.g711`` (the one definition of the reconstruction levels).
 
-Decoding is a 256-entry table lookup; encoding (for test and load clients) searches the sorted
-table, which gives the nearest code for every 16-bit sample.
+Decoding is a table lookup; encoding (for test and load clients) searches the sorted table, which
+gives the nearest code for every 16-bit sample (the reference encoder in ``streamdet.g711``
+truncates instead, as G.711 specifies).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from streamdet import g711
 
-def _ulaw_table() -> np.ndarray:
-    codes = ~np.arange(256, dtype=np.int32) & 0xFF  # μ-law bytes travel bit-inverted
-    exponent = (codes >> 4) & 0x07
-    mantissa = codes & 0x0F
-    magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84
-    return np.where(codes & 0x80, -magnitude, magnitude).astype(np.int16)
-
-
-def _alaw_table() -> np.ndarray:
-    codes = np.arange(256, dtype=np.int32) ^ 0x55  # A-law inverts the even bits
-    exponent = (codes >> 4) & 0x07
-    mantissa = codes & 0x0F
-    magnitude = np.where(exponent == 0, (mantissa << 4) + 8, ((mantissa << 4) + 0x108) << np.maximum(exponent - 1, 0))
-    return np.where(codes & 0x80, magnitude, -magnitude).astype(np.int16)
-
-
-ULAW_TO_PCM16 = _ulaw_table()
-ALAW_TO_PCM16 = _alaw_table()
+_CODES = np.arange(256, dtype=np.uint8)
+ULAW_TO_PCM16 = g711.ulaw_decode(_CODES)
+ALAW_TO_PCM16 = g711.alaw_decode(_CODES)
 _ULAW_F32 = (ULAW_TO_PCM16 / 32768.0).astype(np.float32)
 _ALAW_F32 = (ALAW_TO_PCM16 / 32768.0).astype(np.float32)
 
