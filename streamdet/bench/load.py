@@ -26,7 +26,6 @@ machine that it shares with the server.
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
 import os
 import time
@@ -39,6 +38,7 @@ import numpy as np
 
 from streamdet.audio import SAMPLE_RATE, WINDOW_SAMPLES, load_audio
 from streamdet.bench import ws_load
+from streamdet.bench.pacing import paced
 from streamdet.bench.server import Endpoints, ProcessStats, metrics_delta, scrape_metrics
 from streamdet.bench.stats import latency_summary
 from streamdet.errors import BenchError, ConfigError
@@ -212,33 +212,21 @@ class Tracker:
 
 async def _pace(sender: Any, plans: Sequence[StreamPlan], tracker: Tracker, config: StepConfig,
                 lags: list[float]) -> None:
-    """Send every stream's frames at real-time pace from one loop (a heap of due times)."""
+    """Send every ZeroMQ stream's frames at real-time pace; a frame is due when its last sample is."""
     chunk = config.chunk_samples
     start = time.monotonic() + 0.05
-    heap: list[tuple[float, int, int]] = []  # (due time, stream index, frame index)
-    for i, plan in enumerate(plans):
-        if plan.transport != "zmq":
-            continue
-        first_end = min(chunk, len(plan.audio))
-        heapq.heappush(heap, (start + plan.start_offset_s + first_end / SAMPLE_RATE, i, 0))
-    while heap:
-        due, i, k = heap[0]
-        now = time.monotonic()
-        if due > now:
-            await asyncio.sleep(due - now)
-            continue
-        heapq.heappop(heap)
+    schedule = {
+        i: [start + plan.start_offset_s + min((k + 1) * chunk, len(plan.audio)) / SAMPLE_RATE
+            for k in range(max(1, -(-len(plan.audio) // chunk)))]
+        for i, plan in enumerate(plans) if plan.transport == "zmq"}
+    async for i, k, due in paced(schedule):
         plan = plans[i]
         begin, end = k * chunk, min((k + 1) * chunk, len(plan.audio))
-        last = end == len(plan.audio)
-        await sender.send_frame(plan.stream_id, k, plan.audio[begin:end], SAMPLE_RATE, config.fmt, end=last,
-                                ts=time.time())
+        await sender.send_frame(plan.stream_id, k, plan.audio[begin:end], SAMPLE_RATE, config.fmt,
+                                end=end == len(plan.audio), ts=time.time())
         sent = time.monotonic()
         tracker.records[plan.stream_id].sent.append(sent)
         lags.append(max(0.0, sent - due))
-        if not last:
-            next_end = min((k + 2) * chunk, len(plan.audio))
-            heapq.heappush(heap, (start + plan.start_offset_s + next_end / SAMPLE_RATE, i, k + 1))
 
 
 async def _publish_whip(http: str | None, plans: Sequence[StreamPlan], tracker: Tracker, config: StepConfig,

@@ -12,7 +12,6 @@ scores, so windows map to packets as they map to 20 ms ZeroMQ frames.
 from __future__ import annotations
 
 import asyncio
-import heapq
 import os
 import socket
 import time
@@ -32,6 +31,7 @@ from streamdet.bench.load import (
     plan_streams,
     summarize,
 )
+from streamdet.bench.pacing import paced
 from streamdet.bench.server import Endpoints, ProcessStats, metrics_delta, scrape_metrics
 from streamdet.errors import BenchError, ConfigError
 from streamdet.g711 import ulaw_encode
@@ -76,24 +76,16 @@ async def _pace(sock: socket.socket, plans: Sequence[StreamPlan], sessions: dict
     payloads = [ulaw_payloads(plan.audio) for plan in plans]
     ssrcs = [0x5D000000 + i for i in range(len(plans))]
     start = time.monotonic() + 0.05
-    heap = [(start + plan.start_offset_s + PACKET_SAMPLES / RTP_RATE, i, 0) for i, plan in enumerate(plans)]
-    heapq.heapify(heap)
-    while heap:
-        due, i, k = heap[0]
-        now = time.monotonic()
-        if due > now:
-            await asyncio.sleep(due - now)
-            continue
-        heapq.heappop(heap)
+    schedule = {i: [start + plan.start_offset_s + (k + 1) * PACKET_SAMPLES / RTP_RATE for k in range(len(payloads[i]))]
+                for i, plan in enumerate(plans)}
+    async for i, k, due in paced(schedule):
         plan, session = plans[i], sessions[plans[i].stream_id]
         address = (session["host"], session["port"])
         sock.sendto(build_rtp(0, k, k * PACKET_SAMPLES, ssrcs[i], payloads[i][k], marker=k == 0), address)
         sent = time.monotonic()
         tracker.records[plan.stream_id].sent.append(sent)
         lags.append(max(0.0, sent - due))
-        if k + 1 < len(payloads[i]):
-            heapq.heappush(heap, (start + plan.start_offset_s + (k + 2) * PACKET_SAMPLES / RTP_RATE, i, k + 1))
-        else:
+        if k + 1 == len(payloads[i]):
             sock.sendto(build_rtcp_bye(ssrcs[i]), address)  # RTCP multiplexed on the RTP port
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import heapq
 import json
 import time
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from typing import Any
 import soxr
 
 from streamdet.audio import SAMPLE_RATE
+from streamdet.bench.pacing import paced
 from streamdet.service.ingest.g711 import ulaw_encode
 
 RATE = 8_000
@@ -83,15 +83,9 @@ async def publish_media_ws(http: str | None, plans: Sequence[Any], tracker: Any,
         sockets = await asyncio.gather(*(connect(plan) for plan in plans))
         readers = [asyncio.create_task(_drain(ws)) for ws in sockets if ws is not None]
         start = time.monotonic() + 0.05
-        heap = [(start + p.start_offset_s + 0.02, i, 0) for i, p in enumerate(plans) if sockets[i] is not None]
-        heapq.heapify(heap)
-        while heap:
-            due, i, k = heap[0]
-            now = time.monotonic()
-            if due > now:
-                await asyncio.sleep(due - now)
-                continue
-            heapq.heappop(heap)
+        schedule = {i: [start + p.start_offset_s + (k + 1) * 0.02 for k in range(len(messages[i]))]
+                    for i, p in enumerate(plans) if sockets[i] is not None}
+        async for i, k, due in paced(schedule):
             ws = sockets[i]
             try:
                 if k == 0:
@@ -101,9 +95,7 @@ async def publish_media_ws(http: str | None, plans: Sequence[Any], tracker: Any,
                 sent = time.monotonic()
                 tracker.records[plans[i].stream_id].sent.append(sent)
                 lags.append(max(0.0, sent - due))
-                if k + 1 < len(messages[i]):
-                    heapq.heappush(heap, (start + plans[i].start_offset_s + (k + 2) * 0.02, i, k + 1))
-                else:
+                if k + 1 == len(messages[i]):
                     await ws.send_str(json.dumps({"event": "stop", "streamSid": f"MZ{call_of(plans[i].stream_id)}",
                                                   "stop": {"callSid": call_of(plans[i].stream_id)}}))
             except (aiohttp.ClientError, ConnectionError, RuntimeError) as exc:
