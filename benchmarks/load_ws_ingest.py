@@ -21,27 +21,13 @@ import json
 import pstats
 import time
 
-import numpy as np
-
 from streamdet.bench.load import StepConfig, run_step
 from streamdet.bench.server import Endpoints
-from streamdet.manifest import InputContract
-from streamdet.scoring.base import Scorer
+from streamdet.scoring.constant import ConstantScorer
 from streamdet.service.server import Service
 from streamdet.service.settings import load_settings
 
 LOOPBACK = "tcp://127.0.0.1:*"
-
-
-class ConstantScorer(Scorer):
-    """P(bona fide) 0.5 for every window, at no cost."""
-
-    def __init__(self) -> None:
-        self.contract = InputContract()
-        self.model_id = "constant@0"
-
-    def score_batch(self, windows: np.ndarray) -> np.ndarray:
-        return np.full(len(self.check_windows(windows)), 0.5, dtype=np.float32)
 
 
 async def main(args: argparse.Namespace) -> None:

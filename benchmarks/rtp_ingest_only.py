@@ -15,32 +15,20 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
-
 from streamdet.bench.load import StepConfig
 from streamdet.bench.rtp_load import run_rtp_step
 from streamdet.bench.server import Endpoints
-from streamdet.manifest import InputContract
-from streamdet.scoring.base import Scorer
+from streamdet.scoring.constant import ConstantScorer
 from streamdet.service.server import Service
 from streamdet.service.settings import load_settings
 
 LOOPBACK = "tcp://127.0.0.1:*"
 
 
-class FreeScorer(Scorer):
-    def __init__(self) -> None:
-        self.contract = InputContract()
-        self.model_id = "constant@0"
-
-    def score_batch(self, windows: np.ndarray) -> np.ndarray:
-        return np.full(len(self.check_windows(windows)), 0.9, dtype=np.float32)
-
-
 async def main(args: argparse.Namespace) -> dict:
     settings = load_settings(None, {"ingest": {"endpoint": LOOPBACK}, "alerts": {"endpoint": LOOPBACK},
                                     "http": {"port": 0}, "ingests": {"rtp": {"enabled": True}}})
-    service = Service(settings, FreeScorer())
+    service = Service(settings, ConstantScorer(0.9))
     await service.start()
     try:
         endpoints = Endpoints(service.ingest_endpoint, service.events_endpoint, f"http://127.0.0.1:{service.http_port}")

@@ -13,21 +13,11 @@ from streamdet.bench.load import StepConfig
 from streamdet.bench.rtp_load import run_rtp_step, ulaw_payloads
 from streamdet.bench.server import Endpoints
 from streamdet.cli import main
-from streamdet.manifest import InputContract
-from streamdet.scoring.base import Scorer
+from streamdet.scoring.constant import ConstantScorer
 from streamdet.service.server import Service
 from streamdet.service.settings import load_settings
 
 LOOPBACK = "tcp://127.0.0.1:*"
-
-
-class ConstantScorer(Scorer):
-    def __init__(self) -> None:
-        self.contract = InputContract()
-        self.model_id = "constant@0"
-
-    def score_batch(self, windows: np.ndarray) -> np.ndarray:
-        return np.full(len(self.check_windows(windows)), 0.9, dtype=np.float32)
 
 
 def test_payloads_are_20_ms_of_8_khz_ulaw() -> None:
@@ -39,7 +29,7 @@ async def test_an_rtp_step_accounts_for_every_window_and_packet() -> None:
     settings = load_settings(None, {"ingest": {"endpoint": LOOPBACK}, "alerts": {"endpoint": LOOPBACK},
                                     "http": {"port": 0}, "window": {"hop_samples": 8_000},
                                     "ingests": {"rtp": {"enabled": True}}})
-    service = Service(settings, ConstantScorer())
+    service = Service(settings, ConstantScorer(0.9))
     await service.start()
     try:
         endpoints = Endpoints(service.ingest_endpoint, service.events_endpoint, f"http://127.0.0.1:{service.http_port}")
