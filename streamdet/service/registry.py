@@ -46,6 +46,7 @@ class StreamRegistry:
         model_id: str,
         max_streams: int = 256,
         idle_timeout_s: float = 10.0,
+        split_ingests: set[str] | None = None,
     ) -> None:
         self.policy = policy
         self.model_id = model_id
@@ -58,7 +59,7 @@ class StreamRegistry:
         self._ended: OrderedDict[str, None] = OrderedDict()
         self._last_score: dict[StreamSession, WindowEvent] = {}
         self.accepting = True
-        self.split_ingests: set[str] = set()
+        self.split_ingests: set[str] = split_ingests or set()
         """Ingests whose multi-channel streams are scored channel by channel (``split_channels``)."""
         self._split: dict[str, int] = {}
         """Live split streams: the id the sender uses → its channel count."""

@@ -144,13 +144,13 @@ class Service:
         self.registry = StreamRegistry(
             self.policy, self._submit, self.publisher, self.metrics,
             model_id=self.model_id, max_streams=s.limits.max_streams, idle_timeout_s=s.limits.idle_timeout_s,
+            split_ingests=split_ingests(s),
         )
         self.batcher = Batcher(
             self.scorer, self.registry.on_result, self.registry.on_drop, max_batch=max_batch,
             max_wait_s=s.scoring.max_wait_ms / 1000.0, max_pending_per_stream=s.scoring.max_pending_per_stream,
             on_batch=self._observe_batch, measure=self.registry.measure_speech,
         )
-        self.registry.split_ingests = split_ingests(s)
         self.metrics.track_queue_depth(lambda: self.batcher.pending if self.batcher else 0)
         self.batcher.start()
         ctx = IngestContext(self.registry, RejectReporter(self.metrics), self.metrics, self._context, self.publisher)
