@@ -29,14 +29,16 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import soundfile as sf
-from pydantic import Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from offline import datasets
 from offline.features.specs import AbsPath, StrictModel
 from streamdet.errors import ConfigError, DatasetError
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class AsteriskSplit(StrictModel):
@@ -93,6 +95,12 @@ class Clip:
 
 
 def load_split_config(path: str | Path) -> SplitConfig:
+    return load_toml_model(path, SplitConfig, "split config")
+
+
+def load_toml_model(path: str | Path, model: type[ModelT], what: str) -> ModelT:
+    """A TOML file validated as ``model``; an unreadable file or an invalid value is one ConfigError
+    naming the file (``what`` says which kind of config it is)."""
     import tomllib
 
     from pydantic import ValidationError
@@ -101,11 +109,11 @@ def load_split_config(path: str | Path) -> SplitConfig:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read split config ({exc})") from exc
+        raise ConfigError(f"{path}: cannot read {what} ({exc})") from exc
     try:
-        return SplitConfig.model_validate_json(json.dumps(data))
+        return model.model_validate_json(json.dumps(data))
     except ValidationError as exc:
-        raise ConfigError(f"{path}: invalid split config: {exc}") from None
+        raise ConfigError(f"{path}: invalid {what}: {exc}") from None
 
 
 def in_dev(key: str, seed: int, fraction: float) -> bool:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from streamdet.errors import ConfigError
+from offline.field_splits import load_toml_model
 
 
 class _Strict(BaseModel):
@@ -88,14 +86,6 @@ class CrossvalConfig(_Strict):
 
 def load_crossval_config(path: str | Path, root: Path | None = None) -> CrossvalConfig:
     """Read a config; relative paths resolve against ``root`` (default: the current directory)."""
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read crossval config ({exc})") from exc
-    try:
-        config = CrossvalConfig.model_validate_json(json.dumps(data))
-    except ValidationError as exc:
-        raise ConfigError(f"{path}: invalid crossval config: {exc}") from None
+    config = load_toml_model(path, CrossvalConfig, "crossval config")
     base = Path.cwd() if root is None else Path(root)
     return config.model_copy(update={k: base / getattr(config, k) for k in ("field_list", "out", "cm")})
