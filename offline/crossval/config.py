@@ -50,6 +50,8 @@ class CandidateSettings(_Strict):
     threshold: Literal["train_fold", "manifest"] = "train_fold"
     """``train_fold``: calibrated on the fold's training groups (1 % of real windows alerting, as
     ``offline calibrate``); ``manifest``: the CM's shipped threshold (only without ``retrain_head``)."""
+    target_far: float | None = Field(None, ge=0, lt=1)
+    """The share of counted real windows allowed to alert when calibrating (None: the config's)."""
     head: HeadSettings = HeadSettings()
 
     @model_validator(mode="after")
@@ -65,8 +67,15 @@ class CandidateSettings(_Strict):
         """Which trunk's stored features the candidate reads (``offline.crossval.stages.TRUNKS``)."""
         return "cm" if self.architecture is None else "logmel"
 
+    def far(self, config: CrossvalConfig) -> float:
+        """The calibration target of this candidate."""
+        return config.target_far if self.target_far is None else self.target_far
+
 
 class CrossvalConfig(_Strict):
+    """What ``offline crossval`` reads. ``target_far``: the share of counted (not speech-gated) real
+    windows of the training groups allowed to alert at the calibrated threshold."""
+
     field_list: Path
     out: Path
     cm: Path
@@ -80,6 +89,8 @@ class CrossvalConfig(_Strict):
     fake_call_minutes: float = Field(1.0, gt=0)
     within_s: float = Field(10.0, gt=0)
     target_far: float = Field(0.01, ge=0, lt=1)
+    min_speech: float | None = Field(None, ge=0, le=1)
+    """The speech gate of the replays, the calibration and the report (None: the service's default)."""
     augment: AugmentSettings = AugmentSettings()
     candidates: list[CandidateSettings]
 

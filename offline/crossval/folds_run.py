@@ -16,10 +16,11 @@ from offline.crossval.config import CandidateSettings, CrossvalConfig
 from offline.crossval.embed import GroupReplay
 from offline.crossval.folds import Fold
 from offline.crossval.head import balanced_weights, initial_head, subsample, train_head
+from offline.crossval.stages import replay_policy
 from offline.datasets import BONAFIDE
 from streamdet.cm import Countermeasure
 from streamdet.errors import ConfigError
-from streamdet.stream.policy import spoof_probability
+from streamdet.stream.policy import StreamPolicy, spoof_probability
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,22 @@ def row_labels(replay: GroupReplay) -> np.ndarray:
     for stream in replay.streams:
         labels[stream.scores.astype(np.int64)] = stream.label
     return labels
+
+
+def row_speech(replay: GroupReplay) -> np.ndarray:
+    """The speech fraction of every feature row of a replay (NaN where it was not measured)."""
+    speech = np.full(replay.features.shape[0], np.nan)
+    for stream in replay.streams:
+        if stream.speech.size == stream.scores.size:
+            speech[stream.scores.astype(np.int64)] = stream.speech
+    return speech
+
+
+def counted_real(replay: GroupReplay, policy: StreamPolicy) -> np.ndarray:
+    """Rows of real speech the alert rule counts: real windows the speech gate lets through. Gated
+    windows can neither raise nor clear an alert, so they say nothing about false alerts and do not
+    calibrate the threshold."""
+    return (row_labels(replay) == BONAFIDE) & ~policy.are_gated(row_speech(replay))
 
 
 def training_set(fold: Fold, replays: Replays, augmented: Mapping[str, Mapping[str, np.ndarray]],
@@ -123,8 +140,12 @@ def run_fold(config: CrossvalConfig, fold: Fold, candidate: CandidateSettings, c
         threshold = manifest_threshold
     else:
         calibration = replays[config.calibration_channel]
-        real = [p_bonafide(r)[row_labels(r) == BONAFIDE] for g, r in calibration.items() if g in fold.train_groups]
-        threshold = calibration_threshold(np.concatenate(real), config.target_far)
+        policy = replay_policy(config)
+        real = [p_bonafide(r)[counted_real(r, policy)] for g, r in calibration.items() if g in fold.train_groups]
+        if not sum(r.size for r in real):
+            raise ConfigError(f"fold {fold.index}: no real window of the training groups passes the speech gate "
+                              f"(min_speech {policy.min_speech:g}); nothing to calibrate {candidate.name} on")
+        threshold = calibration_threshold(np.concatenate(real), candidate.far(config))
     scores = {(channel, g): p_bonafide(r) for channel, by_group in replays.items()
               for g, r in by_group.items() if g in fold.test_groups}
     result = FoldScores(threshold, scores)

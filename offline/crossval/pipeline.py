@@ -15,6 +15,7 @@ from offline.crossval.folds_run import (
     Replays,
     all_fold_scores,
     calibration_threshold,
+    counted_real,
     fit_head,
     row_labels,
 )
@@ -23,6 +24,7 @@ from offline.crossval.stages import (
     TRUNKS,
     load_augmented,
     load_replays,
+    replay_policy,
     run_augmented,
     run_replays,
     trunk_loader,
@@ -59,7 +61,7 @@ def run_crossval(config: CrossvalConfig, stages: Sequence[str] = STAGES) -> list
         for candidate in (c for c in config.candidates if c.trunk == kind):
             scores = all_fold_scores(config, folds, candidate, cm, manifest_threshold, replays, augmented)
             if "report" in stages:
-                reports[candidate.name] = candidate_report(folds, scores, replays, config.within_s)
+                reports[candidate.name] = candidate_report(folds, scores, replays, config.within_s, replay_policy(config))
         del replays, augmented
     ordered = {c.name: reports[c.name] for c in config.candidates if c.name in reports}
     return write_report(config.out, ordered, folds) if ordered else []
@@ -68,8 +70,8 @@ def run_crossval(config: CrossvalConfig, stages: Sequence[str] = STAGES) -> list
 def _candidate(config: CrossvalConfig, name: str) -> CandidateSettings:
     for candidate in config.candidates:
         if candidate.name == name:
-            if not candidate.retrain_head:
-                raise ConfigError(f"{name}: only a candidate with a retrained head can be shipped")
+            if candidate.threshold == "manifest":
+                raise ConfigError(f"{name}: a candidate with the manifest's threshold is the shipped CM already")
             return candidate
     raise ConfigError(f"no candidate {name!r} in the config; known: {', '.join(c.name for c in config.candidates)}")
 
@@ -103,20 +105,41 @@ def ship(config: CrossvalConfig, name: str, out: Path) -> Path:
     clips = read_field_list(config.field_list)
     everything = Fold(-1, frozenset(), frozenset(c.group for c in clips))
     replays: Replays = {c: load_replays(config, clips, c, candidate.trunk) for c in config.channels}
-    augmented = load_augmented(config, sorted(everything.train_groups), candidate.trunk)
     cm = load_cm(config.cm)
-    head, windows, _real = fit_head(candidate, cm, everything, replays, augmented)
-    calibration = replays[config.calibration_channel]
-    real = np.concatenate([head.p_bonafide(r.features)[row_labels(r) == BONAFIDE] for r in calibration.values()])
-    fake = np.concatenate([head.p_bonafide(r.features)[row_labels(r) != BONAFIDE] for r in calibration.values()])
-    threshold = calibration_threshold(real, config.target_far)
+    if candidate.retrain_head:
+        augmented = load_augmented(config, sorted(everything.train_groups), candidate.trunk)
+        head, windows, _real = fit_head(candidate, cm, everything, replays, augmented)
+        p_bonafide, state = head.p_bonafide, head.backend_state(cm)
+    else:  # the CM as it is, recalibrated on every source
+        p_bonafide = None
+        state = cm.backend.state_dict()
+    policy = replay_policy(config)
+    real, fake = [], []
+    for replay in replays[config.calibration_channel].values():
+        p = replay.own_p_bonafide if p_bonafide is None else p_bonafide(replay.features)
+        real.append(p[counted_real(replay, policy)])
+        fake.append(p[row_labels(replay) != BONAFIDE])
+    real, fake = np.concatenate(real), np.concatenate(fake)
+    target_far = candidate.far(config)
+    threshold = calibration_threshold(real, target_far)
     far = float(np.mean(1.0 - real >= threshold))
     detected = float(np.mean(1.0 - fake >= threshold))
-    description = (f"smallest spoof threshold with at most {100 * config.target_far:g} % of real windows alerting; "
-                   f"data: every field-data source and system replayed as calls ({config.calibration_channel}, "
-                   f"service window geometry); real: {real.size} windows, false alarms {100 * far:.2f} %; "
-                   f"fake: {fake.size} windows, detected {100 * detected:.2f} %; the same windows trained the head, "
-                   f"so held-out rates are worse (docs/field-accuracy.md); calibrated {_dt.date.today().isoformat()}")
+    fitted = "the same windows trained the head, so" if candidate.retrain_head else "calibrated in-sample, so"
+    description = (f"smallest spoof threshold with at most {100 * target_far:g} % of real speech windows "
+                   f"alerting (windows under the speech gate left out, as the alert rule does); data: every "
+                   f"field-data source and system replayed as calls ({config.calibration_channel}, "
+                   f"service window geometry); real: {real.size} speech windows, false alarms {100 * far:.2f} %; "
+                   f"fake: {fake.size} windows, detected {100 * detected:.2f} %; {fitted} held-out rates "
+                   f"are worse (docs/field-accuracy.md, grouped cross-validation); "
+                   f"calibrated {_dt.date.today().isoformat()}")
+    if not candidate.retrain_head:
+        manifest = cm.manifest.model_copy(update={
+            "calibration": Calibration(spoof_threshold=threshold, criterion=f"target_far={target_far:g}",
+                                       description=description)})
+        out = Path(out)
+        save_cm(out, state, manifest)
+        log.info("recalibrated %s → %s (spoof threshold %.6f)", name, out, threshold)
+        return out
     what = (f"{cm.manifest.name}'s trunk with its head fine-tuned" if candidate.architecture is None
             else f"{candidate.architecture} trained from scratch")
     manifest = cm.manifest.model_copy(update={
@@ -127,11 +150,11 @@ def ship(config: CrossvalConfig, name: str, out: Path) -> Path:
                        "telephone channels"),
         "source": f"offline crossval --ship {name} ({config.field_list.name}, {windows} training windows)",
         "source_sha256": "",
-        "calibration": Calibration(spoof_threshold=threshold, criterion=f"target_far={config.target_far:g}",
+        "calibration": Calibration(spoof_threshold=threshold, criterion=f"target_far={target_far:g}",
                                    description=description),
     })
     out = Path(out)
-    save_cm(out, head.backend_state(cm), manifest)
+    save_cm(out, state, manifest)
     (out / "DATA.md").write_text(data_card(clips, config, name), encoding="utf-8")
     log.info("shipped %s → %s (spoof threshold %.6f)", name, out, threshold)
     return out

@@ -30,18 +30,19 @@ from streamdet.stream.policy import StreamPolicy, spoof_probability
 
 
 def rescored_streams(folds: Sequence[Fold], fold_scores: Sequence[FoldScores], replays: Replays,
-                     channel: str) -> dict[str, list[StreamResult]]:
+                     channel: str, policy: StreamPolicy) -> dict[str, list[StreamResult]]:
     """group → its held-out streams, scored by its fold's head with alerts run under its fold's policy."""
     out: dict[str, list[StreamResult]] = {}
     for fold, scores in zip(folds, fold_scores, strict=True):
-        policy = StreamPolicy(spoof_threshold=scores.spoof_threshold, threshold_source="crossval training fold")
+        fold_policy = dataclasses.replace(policy, spoof_threshold=scores.spoof_threshold,
+                                          threshold_source="crossval training fold")
         for group in sorted(fold.test_groups):
             replay = replays[channel][group]
             p = scores.scores[(channel, group)]
             streams = []
             for stream in replay.streams:
                 rescored = dataclasses.replace(stream, scores=p[stream.scores.astype(np.int64)])
-                rescored.run_alerts(policy)
+                rescored.run_alerts(fold_policy)
                 streams.append(rescored)
             out[group] = streams
     return out
@@ -82,11 +83,11 @@ def stream_metrics(streams: Sequence[StreamResult], within: float) -> dict[str, 
 
 
 def candidate_report(folds: Sequence[Fold], fold_scores: Sequence[FoldScores], replays: Replays,
-                     within: float) -> dict[str, object]:
+                     within: float, policy: StreamPolicy) -> dict[str, object]:
     """Per channel: pooled metrics, per-group metrics, per-fold thresholds, and the pooled window scores."""
     out: dict[str, object] = {"thresholds": [s.spoof_threshold for s in fold_scores], "channels": {}}
     for channel in replays:
-        by_group = rescored_streams(folds, fold_scores, replays, channel)
+        by_group = rescored_streams(folds, fold_scores, replays, channel, policy)
         every = [s for streams in by_group.values() for s in streams]
         pooled = stream_metrics(every, within)
         groups = {g: stream_metrics(streams, within) for g, streams in sorted(by_group.items())}

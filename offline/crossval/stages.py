@@ -55,9 +55,10 @@ def evaluated_groups(config: CrossvalConfig, clips: Sequence[FieldClip]) -> list
     return sorted({c.group for c in clips if c.origin in config.evaluate_origins})
 
 
-def replay_policy() -> StreamPolicy:
-    """The service's default window geometry and k/n/m; the threshold is set per candidate later."""
-    return StreamPolicy()
+def replay_policy(config: CrossvalConfig) -> StreamPolicy:
+    """The service's default window geometry, k/n/m and speech gate (unless the config sets its own);
+    the threshold is set per candidate later."""
+    return StreamPolicy() if config.min_speech is None else StreamPolicy(min_speech=config.min_speech)
 
 
 def run_replays(config: CrossvalConfig, clips: Sequence[FieldClip], trunk: TrunkLike | Callable[[], TrunkLike],
@@ -71,7 +72,7 @@ def run_replays(config: CrossvalConfig, clips: Sequence[FieldClip], trunk: Trunk
             if not isinstance(trunk, Trunk | LogMelTrunk):
                 trunk = trunk()
             members = [c for c in clips if c.group == group]
-            result = replay_group(trunk, group, members, replay_policy(), channel,
+            result = replay_group(trunk, group, members, replay_policy(config), channel,
                                   real_call_seconds=60 * config.real_call_minutes,
                                   fake_call_seconds=60 * config.fake_call_minutes, seed=config.seed)
             result.save(path)

@@ -28,6 +28,7 @@ folds = 5
 channels = ["wideband", "ulaw"]
 real_call_minutes = 0.1
 fake_call_minutes = 0.05
+min_speech = 0.0  # the synthetic clips are tones, not speech
 [augment]
 windows_per_clip = 1
 [[candidates]]
@@ -80,7 +81,13 @@ def test_crossval_reports_pooled_numbers_resumes_and_ships(tiny_run: Path, monke
     cm = load_cm(tmp_path / "cm")
     assert cm.manifest.name == "new_head" and cm.manifest.calibration is not None
     assert "fakesrc3" in (tmp_path / "cm" / "DATA.md").read_text()
-    assert main(["crossval", "--config", str(tiny_run), "--ship", "own_head"]) == 2
+
+    # The CM's own head is shipped recalibrated: same weights, a threshold from every source.
+    assert main(["crossval", "--config", str(tiny_run), "--ship", "own_head", "--ship-out", str(tmp_path / "own")]) == 0
+    own = load_cm(tmp_path / "own")
+    assert own.manifest.weights_sha256 == load_cm(config.cm).manifest.weights_sha256
+    assert own.manifest.calibration is not None and "speech windows" in own.manifest.calibration.description
+    assert main(["crossval", "--config", str(tiny_run), "--ship", "missing"]) == 2
 
     assert main(["crossval", "--config", str(tiny_run), "--ship", "small_cnn", "--ship-out", str(tmp_path / "cnn")]) == 0
     assert load_cm(tmp_path / "cnn").manifest.architecture == "logmel_cnn"
