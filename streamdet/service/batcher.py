@@ -12,6 +12,7 @@ queue is full its oldest window is dropped and handed to ``on_drop``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -74,6 +75,8 @@ class Batcher:
         self._wake = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
+        self._in_flight: list[WindowJob] = []
+        """The batch being scored (empty between batches): what ``abandon`` finds unscored mid-batch."""
 
     @property
     def pending(self) -> int:
@@ -101,6 +104,18 @@ class Batcher:
         self._wake.set()
         if self._task is not None:
             await self._task
+
+    async def abandon(self) -> list[WindowJob]:
+        """Stop now (``close`` ran out of time): cancel the task and return every window that will
+        never be scored, the batch being scored included. Neither callback is called for them."""
+        self._closing = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        jobs = self._in_flight + [job for queue in self._queues.values() for job in queue]
+        self._in_flight, self._queues, self._pending = [], {}, 0
+        return jobs
 
     async def _run(self) -> None:
         while True:
@@ -139,6 +154,7 @@ class Batcher:
 
     async def _score(self, batch: list[WindowJob]) -> None:
         started = time.monotonic()
+        self._in_flight = batch
         try:
             scoring = self.scorer.score(np.stack([job.window.samples for job in batch]))
             if self._measure is not None:
@@ -153,12 +169,14 @@ class Batcher:
             probs = np.asarray(probs)
             if probs.shape != (len(batch),):
                 raise ValueError(f"scorer returned shape {probs.shape} for a batch of {len(batch)}")
-        except Exception:
+        except Exception:  # not CancelledError: an abandoned batch stays in flight, for ``abandon``
+            self._in_flight = []
             # A failing model must not take the service down: these windows are lost, and counted.
             log.exception("scoring a batch of %d windows failed", len(batch))
             for job in batch:
                 self._call(self._on_drop, job, "error")
             return
+        self._in_flight = []
         if self._on_batch is not None:
             self._call(self._on_batch, len(batch), time.monotonic() - started)
         for job, prob in zip(batch, probs, strict=True):
