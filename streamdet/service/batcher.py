@@ -75,8 +75,6 @@ class Batcher:
         self._wake = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
-        self._in_flight: list[WindowJob] = []
-        """The batch being scored (empty between batches): what ``abandon`` finds unscored mid-batch."""
 
     @property
     def pending(self) -> int:
@@ -105,17 +103,15 @@ class Batcher:
         if self._task is not None:
             await self._task
 
-    async def abandon(self) -> list[WindowJob]:
-        """Stop now (``close`` ran out of time): cancel the task and return every window that will
-        never be scored, the batch being scored included. Neither callback is called for them."""
+    async def abandon(self) -> None:
+        """Stop now (``close`` ran out of time): cancel the task and forget the queued windows. Neither
+        callback is called for them, nor for the batch being scored: their submitters count them."""
         self._closing = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        jobs = self._in_flight + [job for queue in self._queues.values() for job in queue]
-        self._in_flight, self._queues, self._pending = [], {}, 0
-        return jobs
+        self._queues, self._pending = {}, 0
 
     async def _run(self) -> None:
         while True:
@@ -154,7 +150,6 @@ class Batcher:
 
     async def _score(self, batch: list[WindowJob]) -> None:
         started = time.monotonic()
-        self._in_flight = batch
         try:
             scoring = self.scorer.score(np.stack([job.window.samples for job in batch]))
             if self._measure is not None:
@@ -169,14 +164,12 @@ class Batcher:
             probs = np.asarray(probs)
             if probs.shape != (len(batch),):
                 raise ValueError(f"scorer returned shape {probs.shape} for a batch of {len(batch)}")
-        except Exception:  # not CancelledError: an abandoned batch stays in flight, for ``abandon``
-            self._in_flight = []
+        except Exception:
             # A failing model must not take the service down: these windows are lost, and counted.
             log.exception("scoring a batch of %d windows failed", len(batch))
             for job in batch:
                 self._call(self._on_drop, job, "error")
             return
-        self._in_flight = []
         if self._on_batch is not None:
             self._call(self._on_batch, len(batch), time.monotonic() - started)
         for job, prob in zip(batch, probs, strict=True):

@@ -147,22 +147,19 @@ class StreamRegistry:
         self._enqueue(session, session.finish(reason), time.monotonic())
         self._finish_if_done(session)
 
-    def abandon(self, jobs: list[WindowJob]) -> int:
-        """The shutdown ran out of time and ``jobs`` will never be scored (``Batcher.abandon``): every
-        ended stream still waiting for windows gets its ``end`` now, reason ``unscored``, with the
-        count in ``unscored`` (and ``ended`` if raised). Returns the windows given up on."""
-        for job in jobs:
-            session: StreamSession = job.key  # type: ignore[assignment]
-            session.pending -= 1
-            session.unscored += 1
-        self._metrics.windows_unscored.inc(len(jobs))
+    def abandon(self) -> int:
+        """The shutdown ran out of time and the batcher has stopped (``Batcher.abandon``): every ended
+        stream still waiting for windows gets its ``end`` now, reason ``unscored``, with the count of
+        its windows in flight in ``unscored`` (and ``ended`` if raised). Returns the windows given up on."""
         waiting = list(self._ending)
-        log.error("shutdown out of time: %d window(s) of %d stream(s) left unscored", len(jobs), len(waiting))
+        total = sum(session.pending for session in waiting)
+        self._metrics.windows_unscored.inc(total)
+        log.error("shutdown out of time: %d window(s) of %d stream(s) left unscored", total, len(waiting))
         for session in waiting:  # (streamdet_streams_ended counted them at ``end``, as ``shutdown``)
-            session.pending = 0
+            session.unscored, session.pending = session.pending, 0
             session.end_reason = "unscored"
             self._finish_if_done(session)
-        return len(jobs)
+        return total
 
     def snapshot(self) -> list[dict[str, Any]]:
         """The live streams' state, oldest first, as JSON-ready dicts (``GET /streams``)."""

@@ -205,7 +205,8 @@ class Service:
                           self.settings.limits.shutdown_timeout_s)
                 # Every stream still waiting gets its ``end`` (reason ``unscored``), published below.
                 assert self.registry is not None
-                self.unscored_at_shutdown = self.registry.abandon(await self.batcher.abandon())
+                await self.batcher.abandon()
+                self.unscored_at_shutdown = self.registry.abandon()
         if self.publisher is not None:
             await self.publisher.drain()
             if self.publisher.journal is not None:  # every stream has its end: no start-up scan next time
