@@ -23,8 +23,9 @@ deduplicate on it). They default to empty/0 so events of older services still de
 ``epoch`` names the service start a stream's events belong to: it changes at every start (with a
 journal, kept there and always larger than before). A stream that continues across a restart is a
 new stream instance in the new epoch, its windows numbered from 0 again; the instance that was live
-at a crash gets its ``end`` (reason ``restart``, in its old epoch) at the next start. So
-``(stream_id, epoch, window)`` never repeats within one stream instance, and see docs/protocol.md.
+at a crash gets its ``end`` (reason ``restart``, in its old epoch) at the next start
+(``streamdet.service.restart``). So ``(stream_id, epoch)`` keys an instance until its ``end``
+(docs/protocol.md, "Restarts and epochs").
 """
 
 from __future__ import annotations
