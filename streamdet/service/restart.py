@@ -16,6 +16,7 @@ Without a journal there is nothing to read: such streams get no ``end`` (docs/pr
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, replace
@@ -74,7 +75,8 @@ async def close_interrupted_streams(publisher: EventPublisher, journal: Journal,
     left open, wait until they are journaled, and mark the journal closed through them. Returns how
     many streams were closed. Call after ``publisher.start`` and before any ingest starts."""
     started = time.monotonic()
-    trails = interrupted_streams(journal)
+    # A thread: the sinks started already run on the loop (a full 256 MiB journal takes seconds to read).
+    trails = await asyncio.to_thread(interrupted_streams, journal)
     for stream_id, trail in trails.items():
         newest = journal.event(trail.last_seq)
         last_score = journal.event(trail.last_score_seq) if trail.last_score_seq else {}
