@@ -209,7 +209,9 @@ class Service:
                 self.unscored_at_shutdown = self.registry.abandon()
         if self.publisher is not None:
             await self.publisher.drain()
-            if self.publisher.journal is not None:  # every stream has its end: no start-up scan next time
+            # Every stream has its end (the registry exists only once a crash's leftovers were closed
+            # too): the next start has nothing to read.
+            if self.publisher.journal is not None and self.registry is not None:
                 self.publisher.journal.mark_closed_through(self.publisher.last_sent_seq)
             self.publisher.close()
         if self._runner is not None:
