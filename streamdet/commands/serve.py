@@ -8,10 +8,16 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streamdet.errors import ConfigError, PretrainedModelError
 from streamdet.stream.policy import early_ends
+
+if TYPE_CHECKING:
+    from streamdet.service.server import Service
+
+EXIT_UNSCORED = 3
+"""Exit status when the graceful shutdown ran out of time and windows were left unscored."""
 
 W2V2_SOURCE_REMEDY = ("point --w2v2-source (settings: scoring.w2v2_source, environment: "
                       "STREAMDET_SCORING__W2V2_SOURCE) at a local directory holding XLS-R")
@@ -65,7 +71,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "serve", help="run the streaming detector",
         description="Score live audio streams (ZeroMQ and WebRTC/WHIP ingest) and publish scores and alerts "
                     "(ZeroMQ PUB; a monitoring page at http://HOST:PORT/). "
-                    "Settings: flags > STREAMDET_* environment > --config TOML > defaults.")
+                    "Settings: flags > STREAMDET_* environment > --config TOML > defaults.",
+        epilog=f"Exit status: 0 after a clean shutdown (SIGTERM/SIGINT); {EXIT_UNSCORED} when the shutdown ran "
+               "out of time (limits.shutdown_timeout_s) and windows were left unscored (their streams' end "
+               "events, reason 'unscored', were still published); 2 for a configuration error.")
     parser.add_argument("--config", type=Path, help="TOML settings file (see configs/serve.toml)")
     for flag, _section, _field, kind, help_text in FLAGS:
         parser.add_argument(flag, type=kind, help=help_text)
@@ -138,7 +147,11 @@ def run(args: argparse.Namespace) -> int:
                              trust_unhashed=scoring.trust_unhashed)
     except PretrainedModelError as exc:  # name the service's ways to set the source, not only the flag
         raise PretrainedModelError(exc.source, exc.reason, W2V2_SOURCE_REMEDY) from exc
-    asyncio.run(_serve(settings, scorer))
+    service = asyncio.run(_serve(settings, scorer))
+    if service.unscored_at_shutdown is not None:
+        print(f"streamdet serve: shutdown ran out of time ({settings.limits.shutdown_timeout_s:g} s): "
+              f"{service.unscored_at_shutdown} window(s) left unscored", file=sys.stderr)
+        return EXIT_UNSCORED
     return 0
 
 
@@ -162,7 +175,7 @@ def default_max_batch(device: str) -> int:
     return 32 if on_gpu else 2
 
 
-async def _serve(settings, scorer) -> None:
+async def _serve(settings, scorer) -> Service:
     from streamdet.service.server import Service
 
     service = Service(settings, scorer)
@@ -171,3 +184,4 @@ async def _serve(settings, scorer) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await service.run(stop)
+    return service

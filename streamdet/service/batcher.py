@@ -12,6 +12,7 @@ queue is full its oldest window is dropped and handed to ``on_drop``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -101,6 +102,16 @@ class Batcher:
         self._wake.set()
         if self._task is not None:
             await self._task
+
+    async def abandon(self) -> None:
+        """Stop now (``close`` ran out of time): cancel the task and forget the queued windows. Neither
+        callback is called for them, nor for the batch being scored: their submitters count them."""
+        self._closing = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._queues, self._pending = {}, 0
 
     async def _run(self) -> None:
         while True:

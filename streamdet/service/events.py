@@ -19,6 +19,13 @@ Every event carries where it sits in the node's history (``EventPublisher`` stam
 journal keeps it), ``stream_seq`` (the event's number within its stream, from 1) and ``event_id``
 (``<node>-<seq>``: the same id whichever way the event arrives, live or replayed, so consumers
 deduplicate on it). They default to empty/0 so events of older services still decode.
+
+``epoch`` names the service start a stream's events belong to: it changes at every start (with a
+journal, kept there and always larger than before). A stream that continues across a restart is a
+new stream instance in the new epoch, its windows numbered from 0 again; the instance that was live
+at a crash gets its ``end`` (reason ``restart``, in its old epoch) at the next start
+(``streamdet.service.restart``). So ``(stream_id, epoch)`` keys an instance until its ``end``
+(docs/protocol.md, "Restarts and epochs").
 """
 
 from __future__ import annotations
@@ -77,6 +84,8 @@ class WindowEvent:
     """The event's number within its stream: 1, 2, 3... (0: not stamped)."""
     event_id: str = ""
     """``<node>-<seq>``: unique, and the same for the live and the replayed copy of an event."""
+    epoch: int = 0
+    """The service start the stream's events belong to (``EventPublisher``; 0: not stamped)."""
 
     @property
     def topic(self) -> str:
@@ -90,7 +99,8 @@ class EndEvent:
 
     stream_id: str
     reason: str
-    """``end`` (sender said so), ``idle_timeout`` or ``shutdown``."""
+    """``end`` (sender said so), ``idle_timeout``, ``shutdown``, ``unscored`` (the shutdown ran out of
+    time before every window was scored) or ``restart`` (closed at the next start after a crash)."""
     duration: float
     """Media seconds received (at 16 kHz)."""
     windows: int
@@ -99,6 +109,8 @@ class EndEvent:
     wall_time: float
     model_id: str
     event: str = "end"
+    unscored: int = 0
+    """Windows cut but never scored: left when the shutdown ran out of time (reason ``unscored``)."""
     v: int = EVENT_VERSION
     node: str = ""
     """The publishing service's id (``events.node_id``)."""
@@ -108,6 +120,8 @@ class EndEvent:
     """The event's number within its stream: 1, 2, 3... (0: not stamped)."""
     event_id: str = ""
     """``<node>-<seq>``: unique, and the same for the live and the replayed copy of an event."""
+    epoch: int = 0
+    """The service start the stream's events belong to (``EventPublisher``; 0: not stamped)."""
 
     @property
     def topic(self) -> str:
@@ -128,6 +142,8 @@ class Heartbeat:
     last_seq: int = 0
     """The ``seq`` of the node's last event sent before this heartbeat (0: none yet): a subscriber
     that has seen less has missed events, even when the service is quiet."""
+    epoch: int = 0
+    """This service start's epoch: a heartbeat with a new one says the service restarted."""
 
     @property
     def topic(self) -> str:
@@ -155,6 +171,7 @@ class SourceEvent:
     seq: int = 0
     stream_seq: int = 0
     event_id: str = ""
+    epoch: int = 0
 
     @property
     def topic(self) -> str:

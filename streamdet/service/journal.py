@@ -21,6 +21,12 @@ so the file stops growing near that size.
 
 One service per journal: ``open`` takes an exclusive ``flock`` on ``<path>.lock`` for the journal's
 lifetime. The node id is made once (host name + random suffix) and kept in the ``meta`` table.
+
+Restarts: each ``open`` starts a new ``epoch`` (Unix milliseconds, always above the previous one,
+kept in ``meta``), and ``meta.closed_through`` is a ``seq`` at which no stream was open (every
+stream with events up to it had its ``end``): written after a clean shutdown and after the next
+start closed the streams a crash left open (``streamdet.service.restart``), so that start-up only
+reads the events after it (``stream_events``).
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ import secrets
 import socket
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -91,9 +97,11 @@ class JournalPage:
 
 class Journal:
     def __init__(self, path: Path, connection: sqlite3.Connection, lock_fd: int, node: str, last_seq: int,
-                 retention_s: float, retention_bytes: int) -> None:
+                 retention_s: float, retention_bytes: int, epoch: int = 0) -> None:
         self.path = path
         self.node = node
+        self.epoch = epoch
+        """This opening's epoch (Unix milliseconds, larger than every earlier opening's)."""
         self.last_seq = last_seq
         """The newest committed ``seq`` (or deleted, see the module docstring)."""
         self.retention_s = retention_s
@@ -133,11 +141,38 @@ class Journal:
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('node_id', ?)", (node,))
             newest = db.execute("SELECT MAX(seq) FROM events").fetchone()[0] or 0
             last_seq = max(newest, int(_meta(db, "pruned_through") or 0))
+            # A new epoch per start, growing even if the clock went back.
+            epoch = max(int(time.time() * 1000), int(_meta(db, "epoch") or 0) + 1)
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('epoch', ?)", (str(epoch),))
         except sqlite3.Error as exc:
             os.close(lock_fd)
             raise JournalError(f"cannot open the event journal {path}: {exc}") from exc
-        log.info("event journal %s: node %s, continuing after seq %d", path, node, last_seq)
-        return cls(path, db, lock_fd, node, last_seq, retention_s, retention_bytes)
+        log.info("event journal %s: node %s, epoch %d, continuing after seq %d", path, node, epoch, last_seq)
+        return cls(path, db, lock_fd, node, last_seq, retention_s, retention_bytes, epoch)
+
+    # --- restarts (before and after the publisher's writer runs, never during) ---------------------
+
+    @property
+    def closed_through(self) -> int:
+        """A ``seq`` up to which every stream had its ``end`` (0: unknown, read from the start)."""
+        return int(_meta(self._db, "closed_through") or 0)
+
+    def mark_closed_through(self, seq: int) -> None:
+        try:
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('closed_through', ?)", (str(seq),))
+        except sqlite3.Error as exc:  # the next start reads more of the journal: slower, still right
+            log.error("journal: cannot record that every stream is closed through seq %d: %s", seq, exc)
+
+    def stream_events(self, since: int) -> Iterator[tuple[int, str, str]]:
+        """``(seq, topic, event)`` of the stream topics' events after ``since`` (score, alert, source),
+        oldest first."""
+        yield from self._db.execute(
+            "SELECT seq, topic, json_extract(payload, '$.event') FROM events WHERE seq > ? AND "
+            "(topic GLOB 'score.*' OR topic GLOB 'alert.*' OR topic GLOB 'source.*') ORDER BY seq", (since,))
+
+    def event(self, seq: int) -> dict[str, Any]:
+        """The JSON of the event ``seq`` (it must be kept)."""
+        return json.loads(self._db.execute("SELECT payload FROM events WHERE seq = ?", (seq,)).fetchone()[0])
 
     # --- writing (one thread at a time) -----------------------------------------------------------
 

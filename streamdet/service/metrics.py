@@ -31,6 +31,8 @@ class ServiceMetrics:
         self.windows_scored = Counter("streamdet_windows_scored", "Windows scored and published", registry=r)
         self.windows_dropped = Counter("streamdet_windows_dropped", "Windows dropped before scoring, by reason",
                                        ["reason"], registry=r)
+        self.windows_unscored = Counter("streamdet_windows_unscored", "Windows given up on when the shutdown "
+                                        "ran out of time (limits.shutdown_timeout_s)", registry=r)
         self.queue_depth = Gauge("streamdet_queue_depth", "Windows waiting for the batcher", registry=r)
         self.batch_size = Histogram("streamdet_batch_size", "Windows per scored batch", buckets=BATCH_BUCKETS,
                                     registry=r)

@@ -14,7 +14,7 @@ Iteration ends when the listener is closed or the publisher shuts down.
 ZeroMQ subscribers can tell a quiet service from a gone one; in-process listeners need none. Each
 carries the ``seq`` of the last event sent, so a subscriber notices missed events while all is quiet.
 
-Every event is stamped first (``node``, ``seq``, ``stream_seq``, ``event_id``). With a journal, stamped
+Every event is stamped first (``node``, ``seq``, ``stream_seq``, ``event_id``, ``epoch``). With a journal, stamped
 events wait in a batch that one writer task appends to the journal in a thread of its own (one
 transaction per batch; events arriving meanwhile form the next batch: group commit), and only a
 committed batch goes out: to the socket, the listeners and the sinks (``streamdet.service.sinks``),
@@ -110,6 +110,8 @@ class EventPublisher:
         self.journal = journal
         self.node = journal.node if journal is not None else (node or make_node_id())
         self._seq = journal.last_seq if journal is not None else 0
+        self.epoch = journal.epoch if journal is not None else int(time.time() * 1000)
+        """This start's epoch, stamped on events that carry none (the journal keeps it growing)."""
         self.last_sent_seq = self._seq
         """The ``seq`` of the last event sent (before a restart, the journal's: subscribers replay the rest)."""
         self._stream_seq: dict[str, int] = {}
@@ -175,6 +177,10 @@ class EventPublisher:
             self._writer = asyncio.get_running_loop().create_task(self._write_pending(),
                                                                   name="streamdet-journal-writer")
 
+    def continue_stream(self, stream_id: str, stream_seq: int) -> None:
+        """Number ``stream_id``'s next event ``stream_seq + 1``: a stream an earlier start left open."""
+        self._stream_seq[stream_id] = stream_seq
+
     def _stamp(self, event: Event) -> Event:
         self._seq += 1
         stream_seq = self._stream_seq.get(event.stream_id, 0) + 1
@@ -184,7 +190,7 @@ class EventPublisher:
         else:
             self._stream_seq[event.stream_id] = stream_seq
         return replace(event, node=self.node, seq=self._seq, stream_seq=stream_seq,
-                       event_id=f"{self.node}-{self._seq}")
+                       event_id=f"{self.node}-{self._seq}", epoch=event.epoch or self.epoch)
 
     async def _write_pending(self) -> None:
         loop = asyncio.get_running_loop()
@@ -269,7 +275,7 @@ class EventPublisher:
         while True:
             self.send_heartbeat(Heartbeat(wall_time=time.time(), interval_s=interval_s, model_id=model_id,
                                           active_streams=active_streams(), node=self.node,
-                                          last_seq=self.last_sent_seq))
+                                          last_seq=self.last_sent_seq, epoch=self.epoch))
             await asyncio.sleep(interval_s)
 
     def close(self) -> None:

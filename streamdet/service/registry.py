@@ -58,6 +58,8 @@ class StreamRegistry:
         self._active: dict[str, StreamSession] = {}
         self._ended: OrderedDict[str, None] = OrderedDict()
         self._last_score: dict[StreamSession, WindowEvent] = {}
+        self._ending: set[StreamSession] = set()
+        """Ended streams whose ``end`` event is not out yet (windows still in flight)."""
         self.accepting = True
         self.split_ingests: set[str] = split_ingests or set()
         """Ingests whose multi-channel streams are scored channel by channel (``split_channels``)."""
@@ -140,9 +142,24 @@ class StreamRegistry:
         self._metrics.active_streams.set(len(self._active))
         self._metrics.streams_ended.labels(reason).inc()
         log.info("stream %s ended (%s) after %.2f s", stream_id, reason, session.duration)
+        self._ending.add(session)
         # The tail's latency runs from the end signal: the moment we knew no more samples would come.
         self._enqueue(session, session.finish(reason), time.monotonic())
         self._finish_if_done(session)
+
+    def abandon(self) -> int:
+        """The shutdown ran out of time and the batcher has stopped (``Batcher.abandon``): every ended
+        stream still waiting for windows gets its ``end`` now, reason ``unscored``, with the count of
+        its windows in flight in ``unscored`` (and ``ended`` if raised). Returns the windows given up on."""
+        waiting = list(self._ending)
+        total = sum(session.pending for session in waiting)
+        self._metrics.windows_unscored.inc(total)
+        log.error("shutdown out of time: %d window(s) of %d stream(s) left unscored", total, len(waiting))
+        for session in waiting:  # (streamdet_streams_ended counted them at ``end``, as ``shutdown``)
+            session.unscored, session.pending = session.pending, 0
+            session.end_reason = "unscored"
+            self._finish_if_done(session)
+        return total
 
     def snapshot(self) -> list[dict[str, Any]]:
         """The live streams' state, oldest first, as JSON-ready dicts (``GET /streams``)."""
@@ -255,11 +272,12 @@ class StreamRegistry:
         if not session.done or session.end_published:
             return
         session.end_published = True
+        self._ending.discard(session)
         self._last_score.pop(session, None)
         end = EndEvent(
             stream_id=session.stream_id, reason=session.end_reason, duration=session.duration,
             windows=session.scored, dropped=session.dropped, alert=session.alerts.raised,
-            wall_time=time.time(), model_id=self.model_id,
+            wall_time=time.time(), model_id=self.model_id, unscored=session.unscored,
         )
         self._publisher.publish(end)
         if end.alert:  # close the raise for consumers of the alert topic alone

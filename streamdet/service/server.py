@@ -6,6 +6,10 @@
     await service.stop()                      # graceful: stop ingest, end every stream, score and
                                               # publish what is pending, close sockets
 
+Past ``limits.shutdown_timeout_s`` the windows still waiting are given up on: their streams' ``end``
+events (reason ``unscored``) are still published and journaled before the sockets close, and
+``unscored_at_shutdown`` says how many windows were lost (``streamdet serve`` then exits 3).
+
 ``run(stop)`` does all three around an ``asyncio.Event``; the serve command sets it on SIGTERM/SIGINT.
 The service depends only on the ``Scorer`` interface, never on a particular backend, and only on
 the ``IngestAdapter`` interface, never on a particular protocol (``streamdet.service.ingest.plugins``).
@@ -35,6 +39,7 @@ from streamdet.service.journal import Journal, default_journal_path
 from streamdet.service.metrics import ServiceMetrics
 from streamdet.service.publisher import EventListener, EventPublisher
 from streamdet.service.registry import StreamRegistry
+from streamdet.service.restart import close_interrupted_streams
 from streamdet.service.settings import Settings
 from streamdet.service.sinks import EventSink, build_sinks
 from streamdet.stream.policy import StreamPolicy, manifest_calibration
@@ -77,6 +82,8 @@ class Service:
         self._reaper: asyncio.Task[None] | None = None
         self._heartbeats: asyncio.Task[None] | None = None
         self._stopped = False
+        self.unscored_at_shutdown: int | None = None
+        """Set when ``stop`` ran out of time (``limits.shutdown_timeout_s``): the windows given up on."""
         self.publisher: EventPublisher | None = None
         self.batcher: Batcher | None = None
         self.registry: StreamRegistry | None = None
@@ -141,6 +148,8 @@ class Service:
         for sink in self.sinks:
             self.publisher.add_sink(sink)
         await self.publisher.start()
+        if journal is not None:  # before any ingest: the streams a crash left open get their end first
+            await close_interrupted_streams(self.publisher, journal, self.model_id, self.metrics)
         self.registry = StreamRegistry(
             self.policy, self._submit, self.publisher, self.metrics,
             model_id=self.model_id, max_streams=s.limits.max_streams, idle_timeout_s=s.limits.idle_timeout_s,
@@ -192,10 +201,18 @@ class Service:
             try:
                 await asyncio.wait_for(self.batcher.close(), self.settings.limits.shutdown_timeout_s)
             except TimeoutError:
-                log.error("pending windows not scored within %.0f s; giving up on them",
+                log.error("pending windows not scored within %.1f s; giving up on them",
                           self.settings.limits.shutdown_timeout_s)
+                # Every stream still waiting gets its ``end`` (reason ``unscored``), published below.
+                assert self.registry is not None
+                await self.batcher.abandon()
+                self.unscored_at_shutdown = self.registry.abandon()
         if self.publisher is not None:
             await self.publisher.drain()
+            # Every stream has its end (the registry exists only once a crash's leftovers were closed
+            # too): the next start has nothing to read.
+            if self.publisher.journal is not None and self.registry is not None:
+                self.publisher.journal.mark_closed_through(self.publisher.last_sent_seq)
             self.publisher.close()
         if self._runner is not None:
             await self._runner.cleanup()

@@ -206,7 +206,9 @@ class LimitSettings(_Section):
     idle_timeout_s: float = Field(10.0, gt=0)
     """A stream that sends nothing for this long is ended (its last window scored, `end` published)."""
     shutdown_timeout_s: float = Field(30.0, gt=0)
-    """How long a graceful shutdown waits for pending windows to be scored."""
+    """How long a graceful shutdown waits for pending windows to be scored. Past it the rest are
+    given up on: each stream still waiting gets its `end` (reason `unscored`, with the count), the
+    count goes to `streamdet_windows_unscored_total`, and `streamdet serve` exits with status 3."""
 
 
 class WebhookSettings(_Section):

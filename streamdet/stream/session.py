@@ -31,6 +31,8 @@ class StreamSession:
     pending: int = 0
     scored: int = 0
     dropped: int = 0
+    unscored: int = 0
+    """Windows given up on when the shutdown ran out of time (never scored, never dropped)."""
     end_published: bool = False
     ingest: str = ""
     """The ingest adapter the stream came in on (``zmq``, ``whip``...)."""

@@ -75,7 +75,8 @@ async def test_events_are_stamped_journaled_then_published_in_order(tmp_path: Pa
     assert [e.event_id for e in received] == [f"{node}-{i}" for i in range(1, 8)]
     # per stream: a 1, 2, 3 (end), 4 (ended), then the id starts again at 1; b 1, 2 (end)
     assert [e.stream_seq for e in received] == [1, 1, 2, 3, 4, 2, 1]
-    assert [replace(e, node="", seq=0, stream_seq=0, event_id="") for e in received] == sent
+    assert {e.epoch for e in received} == {publisher.epoch}
+    assert [replace(e, node="", seq=0, stream_seq=0, event_id="", epoch=0) for e in received] == sent
     stored = read_journal(path, since=0).events
     assert [decode_event(json.dumps(e)) for e in stored] == received
     assert [e.seq for batch in sink.batches for e in batch] == list(range(1, 8))
