@@ -3,9 +3,10 @@ model): memory stays bounded by bytes, is given back once the burst is over, ``/
 answering while the burst is processed, and the windows it drops are logged in a few lines, not one
 line each.
 
-Measured before byte budgets (receive buffer 10,000 frames, 256 frames per event-loop turn, one log
-line per dropped window): 400 such frames took the process from ~BASE to ~BASE+MIB, /healthz went
-unanswered for SEC s and the log had LINES lines."""
+Before byte budgets the receive queue held 10,000 frames per sender (10 GiB of 1 MiB frames), a turn
+of the event loop handled 256 of them, glibc kept the freed heap, and each dropped window logged a
+line: 400 frames took the process from 102 to 436 MiB, it stayed at 368 MiB afterwards, and the log
+had 13,096 lines (the measures in the test's docstring are from this 2-core machine)."""
 
 from __future__ import annotations
 
@@ -103,8 +104,11 @@ async def frames_received(session: aiohttp.ClientSession, http: str) -> float:
     return 0.0
 
 
-async def test_400_one_mib_frames_keep_rss_within_256mib_return_it_answer_healthz_and_log_drops_in_a_few_lines(
+async def test_400_one_mib_frames_keep_rss_within_192mib_give_it_back_answer_healthz_and_log_drops_in_few_lines(
         tmp_path: Path) -> None:
+    """Before: peak +334 MiB, +266 MiB still held after the burst, a /healthz unanswered for 2 s,
+    13,096 log lines. After: peak ~+82 MiB, back within ~3 MiB of the idle size, /healthz within
+    0.6 s, 3-6 lines."""
     loopback = "tcp://127.0.0.1:*"
     service = ServiceProcess(tmp_path / "service.log", {
         "ingest": {"endpoint": loopback}, "alerts": {"endpoint": loopback, "min_speech": 0.0},
@@ -131,27 +135,35 @@ async def test_400_one_mib_frames_keep_rss_within_256mib_return_it_answer_health
                 except TimeoutError:
                     unanswered += 1
                 peak = max(peak, service.stats.rss_bytes() or 0)
-                if unanswered == 0:
-                    received = await frames_received(session, http)
-                else:
-                    received = await frames_received(session, http)
+                received = await frames_received(session, http)
                 await asyncio.sleep(0.1)
             burst_s = time.monotonic() - started
             sender.join(30)
             assert received == BURST_FRAMES
             after = peak
-            for _ in range(100):  # memory freed after the burst comes back within 10 s
+            for _ in range(100):  # what the burst freed goes back to the system within 10 s
                 await asyncio.sleep(0.1)
                 after = service.stats.rss_bytes() or 0
-                if after - baseline < 128 * MIB:
+                if after - baseline < 48 * MIB:
                     break
         drop_lines = sum("dropped" in m for m in service.messages())
         print(f"baseline {baseline / MIB:.0f} MiB, peak {peak / MIB:.0f} MiB, after {after / MIB:.0f} MiB, "
               f"burst {burst_s:.1f} s, slowest /healthz {slowest_health:.2f} s, unanswered {unanswered}, "
               f"drop lines {drop_lines}")
-        assert peak - baseline < 256 * MIB
-        assert after - baseline < 128 * MIB
+        assert peak - baseline < 192 * MIB
+        assert after - baseline < 48 * MIB
         assert unanswered == 0
-        assert drop_lines <= 2 * (burst_s + 10)
+        assert drop_lines <= burst_s + 12  # one a second at most (the reason is always "overload")
     finally:
         service.stop()
+
+
+async def test_the_receive_queue_holds_64_frames_of_1mib_by_default_not_10000(start_service) -> None:
+    """``ingest.receive_hwm`` unset: ``limits.max_inflight_bytes`` (64 MiB) / ``max_frame_bytes``."""
+    no_journal = {"journal": False}  # three services at once
+    service = await start_service(events=no_journal)
+    assert service.zmq_ingest._socket.rcvhwm == 64
+    smaller = await start_service(events=no_journal, limits={"max_frame_bytes": 64 << 10, "max_inflight_bytes": 8 << 20})
+    assert smaller.zmq_ingest._socket.rcvhwm == 128
+    explicit = await start_service(events=no_journal, ingest={"endpoint": "tcp://127.0.0.1:*", "receive_hwm": 10})
+    assert explicit.zmq_ingest._socket.rcvhwm == 10
