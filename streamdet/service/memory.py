@@ -65,14 +65,21 @@ class HeapTrimmer:
             self.trims += 1
             self._trimmed_free = self.free_bytes() or 0
 
+    def trim_if_grown(self) -> bool:
+        """Trim if the heap's free bytes grew by more than the slack since the last trim (blocking:
+        both calls walk every arena, so ``run`` makes them in a worker thread)."""
+        free = self.free_bytes() or 0
+        self._trimmed_free = min(self._trimmed_free, free)  # freed chunks reused since
+        if free - self._trimmed_free <= self.slack_bytes:
+            return False
+        self.trim()
+        log.debug("heap trimmed: %.0f MiB were free", free / (1 << 20))
+        return True
+
     async def run(self) -> None:
         if self._libc is None:
             log.debug("no glibc malloc_trim: freed heap memory stays with the process")
             return
         while True:
             await asyncio.sleep(self.interval_s)
-            free = self.free_bytes() or 0
-            self._trimmed_free = min(self._trimmed_free, free)  # freed chunks reused since
-            if free - self._trimmed_free > self.slack_bytes:
-                await asyncio.to_thread(self.trim)
-                log.debug("heap trimmed: %.0f MiB were free", free / (1 << 20))
+            await asyncio.to_thread(self.trim_if_grown)
