@@ -210,7 +210,7 @@ class LimitSettings(_Section):
     """Bytes of received frames the ZeroMQ ingest may hold, per connected sender, before parsing them:
     its receive queue (``ingest.receive_hwm``) is this divided by ``max_frame_bytes``. Beyond it ZeroMQ
     stops reading that sender's connection, and its sends wait. Each turn of the event loop handles at
-    most a few MiB of frames (``ZmqIngest.DRAIN_MAX_BYTES``), so health checks answer during a burst."""
+    most 1 MiB of frames (``ZmqIngest.DRAIN_MAX_BYTES``), so health checks answer during a burst."""
     idle_timeout_s: float = Field(10.0, gt=0)
     """A stream that sends nothing for this long is ended (its last window scored, `end` published)."""
     shutdown_timeout_s: float = Field(30.0, gt=0)

@@ -37,7 +37,7 @@ class ZmqIngest:
     name = "zmq"
     DRAIN_MAX = 256
     """Most frames handled per wake-up before yielding to the event loop."""
-    DRAIN_MAX_BYTES = 4 << 20
+    DRAIN_MAX_BYTES = 1 << 20
     """Most bytes of frames handled per wake-up (at least one frame): 256 frames of 1 MiB kept the
     loop, and so /healthz, busy for seconds per turn."""
 
