@@ -11,8 +11,8 @@ import pytest
 from streamdet.service.memory import HeapTrimmer
 
 MIB = 1 << 20
-pytestmark = pytest.mark.skipif(not HeapTrimmer().available or not Path("/proc/self/statm").exists(),
-                                reason="needs glibc (malloc_trim, mallinfo2) and /proc")
+needs_glibc = pytest.mark.skipif(not HeapTrimmer().available or not Path("/proc/self/statm").exists(),
+                                 reason="needs glibc (malloc_trim, mallinfo2) and /proc")
 
 
 def rss() -> int:
@@ -28,6 +28,7 @@ def leave_freed_heap(total: int = 64 * MIB) -> bytearray:
     return last
 
 
+@needs_glibc
 def test_trim_returns_64mib_of_freed_heap_to_the_system() -> None:
     trimmer = HeapTrimmer()
     pin = leave_freed_heap()
@@ -40,6 +41,7 @@ def test_trim_returns_64mib_of_freed_heap_to_the_system() -> None:
     del pin
 
 
+@needs_glibc
 async def test_run_trims_once_after_a_64mib_burst_is_freed_not_again_while_idle() -> None:
     trimmer = HeapTrimmer(interval_s=0.01, slack_bytes=32 * MIB)
     task = asyncio.create_task(trimmer.run())
@@ -59,3 +61,12 @@ async def test_run_trims_once_after_a_64mib_burst_is_freed_not_again_while_idle(
         del pin
     finally:
         task.cancel()
+
+
+async def test_without_glibc_the_trimmer_does_nothing_and_run_returns(monkeypatch) -> None:
+    monkeypatch.setattr("streamdet.service.memory._glibc", lambda: None)
+    trimmer = HeapTrimmer(interval_s=0.01)
+    assert not trimmer.available and trimmer.free_bytes() is None
+    trimmer.trim()
+    await asyncio.wait_for(trimmer.run(), 5)
+    assert trimmer.trims == 0
