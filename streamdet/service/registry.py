@@ -23,6 +23,7 @@ from streamdet.audio import SAMPLE_RATE
 from streamdet.errors import StreamRejectedError
 from streamdet.service.batcher import WindowJob
 from streamdet.service.events import EndEvent, WindowEvent
+from streamdet.service.logs import LogThrottle
 from streamdet.service.metrics import ServiceMetrics
 from streamdet.service.publisher import EventPublisher
 from streamdet.stream.policy import StreamPolicy, spoof_probability
@@ -30,6 +31,8 @@ from streamdet.stream.session import StreamSession
 from streamdet.stream.windower import Window
 
 log = logging.getLogger(__name__)
+_drops_log = LogThrottle(log)
+"""Dropped windows: one line per reason a second across all streams (the metrics count each)."""
 
 ENDED_MEMORY = 4_096
 """How many ended stream ids are remembered, to reject late frames of a stream that is over."""
@@ -265,7 +268,7 @@ class StreamRegistry:
         session.pending -= 1
         session.dropped += 1
         self._metrics.windows_dropped.labels(reason).inc()
-        log.warning("stream %s: window %d dropped (%s)", session.stream_id, job.window.index, reason)
+        _drops_log.warning(reason, "stream %s: window %d dropped (%s)", session.stream_id, job.window.index, reason)
         self._finish_if_done(session)
 
     def _finish_if_done(self, session: StreamSession) -> None:

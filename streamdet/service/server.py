@@ -36,6 +36,7 @@ from streamdet.service.http import build_app
 from streamdet.service.ingest import IngestAdapter, IngestContext, RejectReporter, ServesHttp, UsesCurve
 from streamdet.service.ingest.plugins import build_ingests, split_ingests
 from streamdet.service.journal import Journal, default_journal_path
+from streamdet.service.memory import HeapTrimmer
 from streamdet.service.metrics import ServiceMetrics
 from streamdet.service.publisher import EventListener, EventPublisher
 from streamdet.service.registry import StreamRegistry
@@ -81,6 +82,7 @@ class Service:
         self._runner: web.AppRunner | None = None
         self._reaper: asyncio.Task[None] | None = None
         self._heartbeats: asyncio.Task[None] | None = None
+        self._trimmer: asyncio.Task[None] | None = None
         self._stopped = False
         self.unscored_at_shutdown: int | None = None
         """Set when ``stop`` ran out of time (``limits.shutdown_timeout_s``): the windows given up on."""
@@ -171,6 +173,7 @@ class Service:
         self._reaper = asyncio.create_task(self.registry.run_idle_reaper(), name="streamdet-idle-reaper")
         self._heartbeats = asyncio.create_task(self.publisher.run_heartbeats(
             s.alerts.heartbeat_s, self.model_id, lambda: self.active_streams), name="streamdet-heartbeats")
+        self._trimmer = asyncio.create_task(HeapTrimmer().run(), name="streamdet-heap-trimmer")
         if s.http.enabled:
             await self._start_http()
         self.ready = True
@@ -189,7 +192,7 @@ class Service:
         log.info("shutting down: ending %d stream(s)", self.active_streams)
         for adapter in self.ingests.values():
             await adapter.stop()
-        for task in (self._reaper, self._heartbeats):
+        for task in (self._reaper, self._heartbeats, self._trimmer):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

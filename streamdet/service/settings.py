@@ -65,7 +65,10 @@ class IngestSettings(_Section):
     """Server certificate (``zmq.auth`` secret key file); set it to require CURVE on this socket."""
     curve_clients_dir: Path | None = None
     """Directory of allowed client public certificates; unset = any client that knows the server key."""
-    receive_hwm: int = Field(10_000, ge=1)
+    receive_hwm: int | None = Field(None, ge=1)
+    """Frames ZeroMQ may queue per connected sender before the service reads them; None (the
+    default) = ``limits.max_inflight_bytes // limits.max_frame_bytes`` (64 with the defaults), so
+    that the queue is bounded in bytes, not only in frames. A full queue pushes back on the sender."""
     split_channels: bool = False
     """Score each channel of a multi-channel stream as its own stream ``<id>/<channel>``."""
 
@@ -203,6 +206,11 @@ class LimitSettings(_Section):
 
     max_streams: int = Field(256, ge=1)
     max_frame_bytes: int = Field(1 << 20, ge=1)
+    max_inflight_bytes: int = Field(64 << 20, ge=1)
+    """Bytes of received frames the ZeroMQ ingest may hold, per connected sender, before parsing them:
+    its receive queue (``ingest.receive_hwm``) is this divided by ``max_frame_bytes``. Beyond it ZeroMQ
+    stops reading that sender's connection, and its sends wait. Each turn of the event loop handles at
+    most 1 MiB of frames (``ZmqIngest.DRAIN_MAX_BYTES``), so health checks answer during a burst."""
     idle_timeout_s: float = Field(10.0, gt=0)
     """A stream that sends nothing for this long is ended (its last window scored, `end` published)."""
     shutdown_timeout_s: float = Field(30.0, gt=0)

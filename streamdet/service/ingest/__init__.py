@@ -17,7 +17,6 @@ takes its settings from a ``[ingests.<name>]`` table (``STREAMDET_INGESTS__<NAME
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from streamdet.errors import ConfigError, ProtocolError
+from streamdet.service.logs import LogThrottle
 from streamdet.service.metrics import ServiceMetrics
 
 if TYPE_CHECKING:
@@ -39,29 +39,20 @@ log = logging.getLogger("streamdet.service.ingest")
 
 
 class RejectReporter:
-    """Counts every rejection by reason; logs it with the stream id, at most once per second per
-    (stream, reason) so that a flood of bad frames cannot flood the log."""
+    """Counts every rejection by reason; logs it with the stream id and detail, at most once per
+    second per reason across all streams (``LogThrottle``), so that a flood of bad frames, from one
+    stream or from thousands, cannot flood the log."""
 
     LOG_INTERVAL_S = 1.0
 
     def __init__(self, metrics: ServiceMetrics) -> None:
         self._metrics = metrics
-        self._last_logged: dict[tuple[str, str], tuple[float, int]] = {}
+        self._log = LogThrottle(log, self.LOG_INTERVAL_S)
 
     def report(self, stream_id: str, error: ProtocolError, adapter: str = "") -> None:
         self._metrics.rejects.labels(error.reason).inc()
-        key = (stream_id, error.reason)
-        now = time.monotonic()
-        last, suppressed = self._last_logged.get(key, (float("-inf"), 0))
-        if now - last < self.LOG_INTERVAL_S:
-            self._last_logged[key] = (last, suppressed + 1)
-            return
-        more = f" (+{suppressed} more since last report)" if suppressed else ""
-        log.warning("rejected %sframe stream=%s reason=%s: %s%s", f"{adapter} " if adapter else "",
-                    stream_id, error.reason, error.detail or error.reason, more)
-        if len(self._last_logged) > 10_000:  # forget old keys; the counters keep the totals
-            self._last_logged.clear()
-        self._last_logged[key] = (now, 0)
+        self._log.warning(error.reason, "rejected %sframe stream=%s reason=%s: %s", f"{adapter} " if adapter else "",
+                          stream_id, error.reason, error.detail or error.reason)
 
 
 @dataclass
