@@ -8,6 +8,7 @@ clients whose public certificates are in it.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 import zmq
@@ -62,3 +63,31 @@ def start_authenticator(context: zmq.Context, policies: dict[str, Path | None]) 
         auth.configure_curve(domain=domain,
                              location=str(clients_dir) if clients_dir else zmq.auth.CURVE_ALLOW_ANY)
     return auth
+
+
+def is_local_endpoint(endpoint: str) -> bool:
+    """True for endpoints only this host can reach: ``ipc://``, ``inproc://``, and TCP on a loopback
+    address (``127.0.0.0/8``, ``::1``, ``localhost``). A wildcard or an interface name is not local."""
+    transport, _, address = endpoint.partition("://")
+    if transport in ("ipc", "inproc"):
+        return True
+    if transport != "tcp":
+        return False
+    host = address.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # "*", an interface name, a host name
+        return False
+
+
+def require_auth_off_loopback(endpoint: str, secret_key: Path | None, allow_unauthenticated: bool,
+                              section: str, flag: str) -> None:
+    """Refuse to bind ``endpoint`` beyond loopback without CURVE, unless the operator opted out."""
+    if secret_key is not None or allow_unauthenticated or is_local_endpoint(endpoint):
+        return
+    raise ConfigError(
+        f"{endpoint} is reachable from other hosts but {section}.curve_secret_key is not set: anyone "
+        f"who can reach it could use it. Set {flag} (docs/security.md), bind 127.0.0.1, or accept the "
+        f"risk with {section}.allow_unauthenticated = true (STREAMDET_{section.upper()}__ALLOW_UNAUTHENTICATED=true)")
