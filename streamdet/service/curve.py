@@ -83,11 +83,14 @@ def is_local_endpoint(endpoint: str) -> bool:
 
 
 def require_auth_off_loopback(endpoint: str, secret_key: Path | None, allow_unauthenticated: bool,
-                              section: str, flag: str) -> None:
-    """Refuse to bind ``endpoint`` beyond loopback without CURVE, unless the operator opted out."""
+                              section: str, flag: str, risk: str) -> None:
+    """Refuse to bind ``endpoint`` beyond loopback without CURVE, unless the operator opted out:
+    ``risk`` says what anyone who reaches it could do."""
     if secret_key is not None or allow_unauthenticated or is_local_endpoint(endpoint):
         return
+    env = f"STREAMDET_{section.upper()}__"
     raise ConfigError(
-        f"{endpoint} is reachable from other hosts but {section}.curve_secret_key is not set: anyone "
-        f"who can reach it could use it. Set {flag} (docs/security.md), bind 127.0.0.1, or accept the "
-        f"risk with {section}.allow_unauthenticated = true (STREAMDET_{section.upper()}__ALLOW_UNAUTHENTICATED=true)")
+        f"{endpoint} is reachable from other hosts, but without {section}.curve_secret_key anyone who "
+        f"reaches it can {risk}. Set it ({flag}, {env}CURVE_SECRET_KEY; docs/security.md), bind "
+        f"127.0.0.1, or accept the risk with {section}.allow_unauthenticated = true "
+        f"({env}ALLOW_UNAUTHENTICATED=true)")

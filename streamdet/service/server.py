@@ -68,7 +68,8 @@ class Service:
         """The ingest adapters, by name, in start order."""
         # Before anything starts: an open event socket is refused here, in one line.
         require_auth_off_loopback(settings.alerts.endpoint, settings.alerts.curve_secret_key,
-                                  settings.alerts.allow_unauthenticated, "alerts", "--events-curve-key")
+                                  settings.alerts.allow_unauthenticated, "alerts", "--events-curve-key",
+                                  "read every stream's scores and alerts")
         for adapter in build_ingests(settings):
             self.add_ingest(adapter)
         self.ready = False

@@ -161,7 +161,7 @@ def create(section: IngestSettings, settings: Settings) -> ZmqIngest | None:
     if not section.enabled:
         return None
     require_auth_off_loopback(section.endpoint, section.curve_secret_key, section.allow_unauthenticated,
-                              "ingest", "--ingest-curve-key")
+                              "ingest", "--ingest-curve-key", "start streams and have them scored")
     return ZmqIngest(section, settings.limits.max_frame_bytes)
 
 
