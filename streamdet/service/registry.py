@@ -122,7 +122,7 @@ class StreamRegistry:
             session = self._open(stream_id, seq, sample_rate, channels, arrival, owner)
             session.ingest = ingest
         elif owner is not None and session.owner != owner:
-            raise StreamRejectedError("not_owner", f"stream {stream_id} belongs to another sender ({session.owner})")
+            raise StreamRejectedError("not_owner", f"stream {stream_id} belongs to {session.owner}, not {owner}")
         session.check(seq, sample_rate, channels, self.max_seq_gap)
         self._enqueue(session, session.feed(samples, seq, arrival), arrival)
         if end:
