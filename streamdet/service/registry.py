@@ -61,7 +61,8 @@ class StreamRegistry:
         self._publisher = publisher
         self._metrics = metrics
         self._active: dict[str, StreamSession] = {}
-        self._ended: OrderedDict[str, None] = OrderedDict()
+        self._ended: OrderedDict[str, StreamOwner | None] = OrderedDict()
+        """Ended stream ids → their owners: late frames of that owner are refused."""
         self._last_score: dict[StreamSession, WindowEvent] = {}
         self.accepting = True
         self.split_ingests: set[str] = split_ingests or set()
@@ -158,7 +159,7 @@ class StreamRegistry:
         session = self._active.pop(stream_id, None)
         if session is None:
             return
-        self._ended[stream_id] = None
+        self._ended[stream_id] = session.owner if isinstance(session.owner, StreamOwner) else None
         while len(self._ended) > ENDED_MEMORY:
             self._ended.popitem(last=False)
         self._metrics.active_streams.set(len(self._active))
@@ -220,7 +221,10 @@ class StreamRegistry:
     def _open(self, stream_id: str, seq: int | None, sample_rate: int, channels: int,
               arrival: float, owner: StreamOwner | None = None) -> StreamSession:
         if stream_id in self._ended:
-            if seq not in (None, 0):
+            # Only the ended stream's own late frames are refused: another sender is starting a new
+            # stream (and a real sender kept out by a squatter gets its id back once the squatter stops).
+            former = self._ended[stream_id]
+            if seq not in (None, 0) and (owner is None or former is None or former == owner):
                 raise StreamRejectedError("stream_ended", f"stream {stream_id} has ended")
             del self._ended[stream_id]  # a sender starting the id again from seq 0
         if len(self._active) >= self.max_streams:

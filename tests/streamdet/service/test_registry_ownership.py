@@ -103,3 +103,12 @@ def test_keepalives_do_not_reset_the_audio_timeout_but_samples_do() -> None:
     assert reg.end_idle(now=104.5) == []
     assert reg.end_idle(now=106.5) == ["keepalive"]  # 6.5 s since its last samples
     assert reg.get("talking") is not None
+
+
+def test_an_ended_stream_refuses_only_its_own_owners_late_frames() -> None:
+    reg = registry()
+    reg.push("call", CHUNK, 8_000, 1, seq=0, owner=MALLORY)  # a claim before the real sender
+    reg.end("call", "idle_timeout")
+    refused("stream_ended", reg.push, "call", CHUNK, 8_000, 1, seq=1, owner=MALLORY)  # late, and its own
+    reg.push("call", CHUNK, 16_000, 1, seq=50, owner=ALICE)  # another sender: a new stream, mid-way
+    assert reg.get("call").owner == ALICE and reg.get("call").sample_rate == 16_000

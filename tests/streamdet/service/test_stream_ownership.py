@@ -173,3 +173,27 @@ async def test_keepalives_alone_do_not_hold_a_slot_past_the_audio_timeout(kit, s
     finally:
         task.cancel()
     assert rejects(service, "audio_timeout") == 4
+
+
+async def test_an_id_claimed_first_from_another_host_returns_to_its_real_sender_when_the_claim_lapses(
+        kit, start_service, push) -> None:
+    """The first frame wins, so a frame at 8 kHz sent before the real stream starts owns the id: the
+    real sender's first 50 frames are refused (``not_owner``). Once the claim lapses (idle timeout),
+    the real sender's later frames start the stream again mid-way: all 450 accepted, alert raised.
+    Before, the rest of the real stream was refused for good (``stream_ended``: its seq was not 0)."""
+    # An idle timeout long enough that the claim is still live when the 50 frames arrive.
+    service = await start_service(kit.FakeScorer(0.1), limits={"idle_timeout_s": 3.0})
+    victim, attacker = push(service.ingest_endpoint), push(other_host(service.ingest_endpoint))
+    listener = service.listen()
+    await attacker.send_multipart(encode_frame(VICTIM, 0, np.zeros((160, 1), np.float32), 8_000))
+    await until(lambda: service.registry.get(VICTIM) is not None)
+    frames = victim_frames(kit)
+    await kit.send_all(victim, frames[:50])
+    await until(lambda: rejects(service, "not_owner") == 50)
+    claim = await kit.collect_until_end(listener, VICTIM)
+    assert claim[-1].reason == "idle_timeout" and claim[-1].duration == 0.02
+    await kit.send_all(victim, frames[50:])
+    events = await kit.collect_until_end(listener, VICTIM, timeout=30)
+    assert (events[-1].reason, events[-1].duration) == ("end", 9.0)
+    assert "raised" in [e.event for e in events]
+    assert accepted(service) == 1 + 450  # the claim's frame and every real frame after it
