@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 import time
 import uuid
 from collections.abc import Callable
@@ -121,10 +122,11 @@ class Sender:
                 "certificate, and does the service use CURVE?")
 
     async def send_frame(self, stream_id: str, seq: int, samples: np.ndarray, sample_rate: int,
-                         fmt: str = "s16le", *, end: bool = False, ts: float | None = None) -> None:
+                         fmt: str = "s16le", *, end: bool = False, ts: float | None = None,
+                         token: str | None = None) -> None:
         """Send one frame; waits only if ZeroMQ's send queue is full (the service is not keeping up
-        or not there)."""
-        await self._socket.send_multipart(encode_frame(stream_id, seq, samples, sample_rate, fmt, end, ts))
+        or not there). ``token``: the stream's secret (docs/protocol.md, "Who owns a stream")."""
+        await self._socket.send_multipart(encode_frame(stream_id, seq, samples, sample_rate, fmt, end, ts, token))
 
     async def send_array(self, stream_id: str, samples: np.ndarray, sample_rate: int, *, fmt: str = "f32le",
                          speed: float | None = None, chunk_ms: float = 20.0,
@@ -132,8 +134,10 @@ class Sender:
         """Send float32 (frames, channels) or (frames,) audio as one stream, then end it.
 
         ``speed`` 1.0 paces frames in real time (a frame leaves once its last sample would have
-        been captured), 2.0 twice as fast; None sends as fast as the service takes them.
+        been captured), 2.0 twice as fast; None sends as fast as the service takes them. Every frame
+        carries one random token, so that no other sender on the same address can feed or end it.
         """
+        token = secrets.token_urlsafe(16)
         samples = np.asarray(samples, dtype=np.float32)
         if samples.ndim == 2 and samples.shape[1] not in CHANNELS:
             samples, fmt = to_mono(samples), "f32le"  # the protocol carries 1 or 2 channels
@@ -148,12 +152,13 @@ class Sender:
                 if delay > 0:
                     await asyncio.sleep(delay)
             await self.send_frame(stream_id, seq, samples[offset:end], sample_rate, fmt,
-                                  end=end == len(samples), ts=time.time())
+                                  end=end == len(samples), ts=time.time(), token=token)
             if on_frame is not None:
                 on_frame(stream_id, seq, end, time.monotonic())
         frames = seq + 1
         if len(samples) == 0:  # nothing to carry: a bare end-of-stream marker
-            await self.send_frame(stream_id, 0, samples.reshape(0, channels), sample_rate, fmt, end=True)
+            await self.send_frame(stream_id, 0, samples.reshape(0, channels), sample_rate, fmt, end=True,
+                                  token=token)
         return SendResult(stream_id, frames, len(samples), sample_rate, channels, fmt)
 
     async def send_file(self, path: str | Path, stream_id: str | None = None, *, fmt: str = "auto",

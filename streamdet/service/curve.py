@@ -8,6 +8,7 @@ clients whose public certificates are in it.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 import zmq
@@ -62,3 +63,34 @@ def start_authenticator(context: zmq.Context, policies: dict[str, Path | None]) 
         auth.configure_curve(domain=domain,
                              location=str(clients_dir) if clients_dir else zmq.auth.CURVE_ALLOW_ANY)
     return auth
+
+
+def is_local_endpoint(endpoint: str) -> bool:
+    """True for endpoints only this host can reach: ``ipc://``, ``inproc://``, and TCP on a loopback
+    address (``127.0.0.0/8``, ``::1``, ``localhost``). A wildcard or an interface name is not local."""
+    transport, _, address = endpoint.partition("://")
+    if transport in ("ipc", "inproc"):
+        return True
+    if transport != "tcp":
+        return False
+    host = address.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # "*", an interface name, a host name
+        return False
+
+
+def require_auth_off_loopback(endpoint: str, secret_key: Path | None, allow_unauthenticated: bool,
+                              section: str, flag: str, risk: str) -> None:
+    """Refuse to bind ``endpoint`` beyond loopback without CURVE, unless the operator opted out:
+    ``risk`` says what anyone who reaches it could do."""
+    if secret_key is not None or allow_unauthenticated or is_local_endpoint(endpoint):
+        return
+    env = f"STREAMDET_{section.upper()}__"
+    raise ConfigError(
+        f"{endpoint} is reachable from other hosts, but without {section}.curve_secret_key anyone who "
+        f"reaches it can {risk}. Set it ({flag}, {env}CURVE_SECRET_KEY; docs/security.md), bind "
+        f"127.0.0.1, or accept the risk with {section}.allow_unauthenticated = true "
+        f"({env}ALLOW_UNAUTHENTICATED=true)")

@@ -3,7 +3,9 @@
 - ``stream_id``: 1 to 128 bytes of UTF-8 from ``[A-Za-z0-9._:@/-]`` (it becomes part of event topics).
 - ``header``: a JSON object: ``v`` (1), ``seq`` (int >= 0, strictly increasing per stream),
   ``sample_rate`` (8000..48000), ``channels`` (1 or 2), ``format`` (``s16le`` | ``f32le``), optional
-  ``ts`` (sender's clock, seconds, informational) and ``end`` (true on the stream's last frame).
+  ``ts`` (sender's clock, seconds, informational), ``end`` (true on the stream's last frame) and
+  ``token`` (1 to 128 printable ASCII characters: a secret the first frame binds the stream to; every
+  later frame must carry the same one, else it is refused, ``not_owner``).
   Unknown keys are ignored, so v1 senders may add fields. Every known field is type-checked (a JSON
   ``true`` is not an integer, ``1.0`` is not a channel count); the header is at most 4 KiB and
   nested at most ``MAX_HEADER_DEPTH`` levels deep.
@@ -37,6 +39,8 @@ MAX_HEADER_BYTES = 4_096
 MAX_HEADER_DEPTH = 8
 """Deepest nesting of arrays/objects in a header; v1 headers are flat (depth 1)."""
 STREAM_ID_PATTERN = re.compile(r"[A-Za-z0-9._:@/-]{1,128}")
+TOKEN_PATTERN = re.compile(r"[\x21-\x7e]{1,128}")
+"""A stream token: printable ASCII without spaces, as a bearer token or a random hex/base64 string."""
 
 S16_SCALE = 32768.0
 """int16 → float32 divides by 2**15, exactly as libsndfile (soundfile) reads PCM_16 files."""
@@ -56,6 +60,8 @@ class IngestFrame:
     ts: float | None = None
     clipped: int = 0
     """f32le samples outside [-1, 1] that were clipped to it."""
+    token: str | None = None
+    """The sender's secret for this stream (header ``token``); None when the frame has none."""
 
 
 def _int_field(header: dict[str, Any], name: str, reason: str) -> int:
@@ -130,6 +136,9 @@ def parse_header(raw: bytes) -> dict[str, Any]:
     ts = header.get("ts")
     if ts is not None and (isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts)):
         raise ProtocolError("bad_header", "ts must be a finite number")
+    token = header.get("token")
+    if token is not None and (not isinstance(token, str) or not TOKEN_PATTERN.fullmatch(token)):
+        raise ProtocolError("bad_token", "token must be 1-128 printable ASCII characters without spaces")
     return header
 
 
@@ -179,6 +188,7 @@ def parse_frame(parts: list[bytes], max_payload_bytes: int) -> IngestFrame:
         end=header.get("end", False),
         ts=header.get("ts"),
         clipped=clipped,
+        token=header.get("token"),
     )
 
 
@@ -204,6 +214,7 @@ def encode_frame(
     fmt: str = "s16le",
     end: bool = False,
     ts: float | None = None,
+    token: str | None = None,
 ) -> list[bytes]:
     """Build the multipart message for one frame; ``samples`` is (frames, channels) or mono (frames,)."""
     samples = np.asarray(samples)
@@ -214,4 +225,6 @@ def encode_frame(
         header["end"] = True
     if ts is not None:
         header["ts"] = ts
+    if token is not None:
+        header["token"] = token
     return [stream_id.encode("utf-8"), json.dumps(header).encode("utf-8"), encode_payload(samples, fmt)]

@@ -2,7 +2,8 @@
 
 Adapters call ``push(stream_id, samples, sample_rate, channels, seq=..., end=...)`` and ``end``;
 they know nothing of models. The registry keeps one ``StreamSession`` per live stream, enforces the
-limits (maximum streams, sequence order, idle timeout), hands complete windows to the batcher, and
+limits (maximum streams, per sender too, sequence order and jumps, stream ownership, idle and
+audio timeouts), hands complete windows to the batcher, and
 turns each scored window into events (score, alert transitions, and ``end`` once a stream is over,
 with ``ended`` on the alert topic if it was raised). ``snapshot()`` is the state of the live streams.
 """
@@ -25,6 +26,7 @@ from streamdet.service.batcher import WindowJob
 from streamdet.service.events import EndEvent, WindowEvent
 from streamdet.service.logs import LogThrottle
 from streamdet.service.metrics import ServiceMetrics
+from streamdet.service.owner import StreamOwner
 from streamdet.service.publisher import EventPublisher
 from streamdet.stream.policy import StreamPolicy, spoof_probability
 from streamdet.stream.session import StreamSession
@@ -50,6 +52,9 @@ class StreamRegistry:
         max_streams: int = 256,
         idle_timeout_s: float = 10.0,
         split_ingests: set[str] | None = None,
+        max_streams_per_sender: int | None = None,
+        max_seq_gap: int | None = None,
+        audio_timeout_s: float | None = None,
     ) -> None:
         self.policy = policy
         self.model_id = model_id
@@ -59,7 +64,8 @@ class StreamRegistry:
         self._publisher = publisher
         self._metrics = metrics
         self._active: dict[str, StreamSession] = {}
-        self._ended: OrderedDict[str, None] = OrderedDict()
+        self._ended: OrderedDict[str, StreamOwner | None] = OrderedDict()
+        """Ended stream ids → their owners: late frames of that owner are refused."""
         self._last_score: dict[StreamSession, WindowEvent] = {}
         self._ending: set[StreamSession] = set()
         """Ended streams whose ``end`` event is not out yet (windows still in flight)."""
@@ -68,6 +74,12 @@ class StreamRegistry:
         """Ingests whose multi-channel streams are scored channel by channel (``split_channels``)."""
         self._split: dict[str, int] = {}
         """Live split streams: the id the sender uses → its channel count."""
+        self.max_streams_per_sender = max_streams_per_sender
+        """Most live streams one ``StreamOwner.sender`` may hold (None: no quota)."""
+        self.max_seq_gap = max_seq_gap
+        """Largest forward jump of ``seq`` accepted within a stream (None: any)."""
+        self.audio_timeout_s = audio_timeout_s
+        """A stream with no samples (keep-alives only) for this long is ended (None: never)."""
 
     # --- the adapter side ------------------------------------------------------------------------
 
@@ -90,6 +102,7 @@ class StreamRegistry:
         end: bool = False,
         arrival: float | None = None,
         ingest: str = "",
+        owner: StreamOwner | None = None,
     ) -> None:
         """Accept one chunk of float32 (frames, channels) audio; raises StreamRejectedError.
 
@@ -99,38 +112,50 @@ class StreamRegistry:
         When that ingest splits channels (``split_ingests``), each channel of a multi-channel stream
         is its own mono stream ``<stream_id>/<channel>``: a call's two parties scored apart, so that
         a genuine voice mixed in cannot dilute a cloned one.
+
+        ``owner`` (optional) is who sent the frame: the first frame's owner binds the stream, and a
+        frame of another owner is refused (``not_owner``) before it can end the stream, move its
+        ``seq`` or change its format. None skips the check (an ingest that cannot tell senders apart).
         """
         arrival = time.monotonic() if arrival is None else arrival
         if stream_id in self._split or (channels > 1 and ingest in self.split_ingests):
-            self._push_split(stream_id, samples, sample_rate, channels, seq, end, arrival, ingest)
+            self._push_split(stream_id, samples, sample_rate, channels, seq, end, arrival, ingest, owner)
             return
         if not self.accepting:
             raise StreamRejectedError("shutting_down", "the service is shutting down")
         session = self._active.get(stream_id)
         if session is None:
-            session = self._open(stream_id, seq, sample_rate, channels, arrival)
+            session = self._open(stream_id, seq, sample_rate, channels, arrival, owner)
             session.ingest = ingest
-        session.check(seq, sample_rate, channels)
+        elif owner is not None and session.owner != owner:
+            raise StreamRejectedError("not_owner", f"stream {stream_id} belongs to {session.owner}, not {owner}")
+        session.check(seq, sample_rate, channels, self.max_seq_gap)
         self._enqueue(session, session.feed(samples, seq, arrival), arrival)
         if end:
             self.end(stream_id, "end")
 
     def _push_split(self, stream_id: str, samples: np.ndarray, sample_rate: int, channels: int,
-                    seq: int | None, end: bool, arrival: float, ingest: str) -> None:
+                    seq: int | None, end: bool, arrival: float, ingest: str,
+                    owner: StreamOwner | None = None) -> None:
         known = self._split.get(stream_id)
         if known is not None and known != channels:
             raise StreamRejectedError("format_change", f"{channels} channels after {known} (split stream)")
         samples = np.asarray(samples, dtype=np.float32).reshape(-1, channels)
         for channel in range(channels):
             self.push(f"{stream_id}/{channel}", samples[:, channel:channel + 1], sample_rate, 1,
-                      seq=seq, arrival=arrival, ingest=ingest)
+                      seq=seq, arrival=arrival, ingest=ingest, owner=owner)
             self._split[stream_id] = channels
         if end:
             self.end(stream_id, "end")
 
-    def end(self, stream_id: str, reason: str = "end") -> None:
+    def end(self, stream_id: str, reason: str = "end", owner: StreamOwner | None = None) -> None:
         """End a live stream: its tail window is scored and its ``end`` event follows the last score.
-        The id of a split stream ends each of its channels' streams."""
+        The id of a split stream ends each of its channels' streams. With ``owner``, only a stream
+        of that owner is ended (a connection closing never ends another sender's stream of that id)."""
+        if owner is not None:
+            session = self._active.get(stream_id) or self._active.get(f"{stream_id}/0")  # plain or split
+            if session is not None and session.owner != owner:
+                return
         channels = self._split.pop(stream_id, None)
         if channels is not None:
             for channel in range(channels):
@@ -139,7 +164,7 @@ class StreamRegistry:
         session = self._active.pop(stream_id, None)
         if session is None:
             return
-        self._ended[stream_id] = None
+        self._ended[stream_id] = session.owner if isinstance(session.owner, StreamOwner) else None
         while len(self._ended) > ENDED_MEMORY:
             self._ended.popitem(last=False)
         self._metrics.active_streams.set(len(self._active))
@@ -184,13 +209,23 @@ class StreamRegistry:
             self.end(stream_id, reason)
 
     def end_idle(self, now: float | None = None) -> list[str]:
-        """End the streams that sent nothing for ``idle_timeout_s``; returns their ids."""
+        """End the streams that sent nothing for ``idle_timeout_s``, and those that sent no samples
+        (keep-alives only) for ``audio_timeout_s``; returns their ids."""
         now = time.monotonic() if now is None else now
         idle = [sid for sid, s in self._active.items() if now - s.last_arrival >= self.idle_timeout_s]
         for stream_id in idle:
             self._metrics.rejects.labels("idle_timeout").inc()
             log.warning("stream %s idle for %.1f s: ending it", stream_id, self.idle_timeout_s)
             self.end(stream_id, "idle_timeout")
+        if self.audio_timeout_s is not None:
+            # Keep-alives hold a slot without costing the sender anything: a stream is for audio.
+            silent = [sid for sid, s in self._active.items()
+                      if now - (s.created if s.last_audio is None else s.last_audio) >= self.audio_timeout_s]
+            for stream_id in silent:
+                self._metrics.rejects.labels("audio_timeout").inc()
+                log.warning("stream %s sent no audio for %.1f s: ending it", stream_id, self.audio_timeout_s)
+                self.end(stream_id, "audio_timeout")
+            idle += silent
         for parent, channels in list(self._split.items()):  # forget split streams with no channel left
             if not any(f"{parent}/{c}" in self._active for c in range(channels)):
                 del self._split[parent]
@@ -198,21 +233,31 @@ class StreamRegistry:
 
     async def run_idle_reaper(self) -> None:
         """Check for idle streams a few times per timeout, forever (cancel to stop)."""
-        interval = min(1.0, self.idle_timeout_s / 4)
+        interval = min(1.0, self.idle_timeout_s / 4, (self.audio_timeout_s or 4.0) / 4)
         while True:
             await asyncio.sleep(interval)
             self.end_idle()
 
     def _open(self, stream_id: str, seq: int | None, sample_rate: int, channels: int,
-              arrival: float) -> StreamSession:
+              arrival: float, owner: StreamOwner | None = None) -> StreamSession:
         if stream_id in self._ended:
-            if seq not in (None, 0):
+            # Only the ended stream's own late frames are refused: another sender is starting a new
+            # stream (and a real sender kept out by a squatter gets its id back once the squatter stops).
+            former = self._ended[stream_id]
+            if seq not in (None, 0) and (owner is None or former is None or former == owner):
                 raise StreamRejectedError("stream_ended", f"stream {stream_id} has ended")
             del self._ended[stream_id]  # a sender starting the id again from seq 0
         if len(self._active) >= self.max_streams:
             raise StreamRejectedError("max_streams", f"{self.max_streams} streams already active")
+        if owner is not None and self.max_streams_per_sender is not None:
+            # A scan, not a counter: it runs only when a stream starts, over at most max_streams.
+            held = sum(1 for s in self._active.values()
+                       if isinstance(s.owner, StreamOwner) and s.owner.sender == owner.sender)
+            if held >= self.max_streams_per_sender:
+                raise StreamRejectedError("max_streams_per_sender",
+                                          f"{owner.sender} already has {held} streams active")
         session = StreamSession(stream_id, sample_rate, channels, self.policy, created=arrival,
-                                last_arrival=arrival)
+                                last_arrival=arrival, owner=owner)
         self._active[stream_id] = session
         self._metrics.streams_started.inc()
         self._metrics.active_streams.set(len(self._active))

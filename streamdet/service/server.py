@@ -31,7 +31,7 @@ from streamdet.audio import SAMPLE_RATE, WINDOW_SAMPLES
 from streamdet.errors import ConfigError
 from streamdet.scoring.base import Scorer
 from streamdet.service.batcher import Batcher
-from streamdet.service.curve import make_server, start_authenticator
+from streamdet.service.curve import make_server, require_auth_off_loopback, start_authenticator
 from streamdet.service.http import build_app
 from streamdet.service.ingest import IngestAdapter, IngestContext, RejectReporter, ServesHttp, UsesCurve
 from streamdet.service.ingest.plugins import build_ingests, split_ingests
@@ -72,6 +72,10 @@ class Service:
         """Further destinations of the events (``streamdet.service.sinks``), after the journal: ``add_sink``."""
         self.ingests: dict[str, IngestAdapter] = {}
         """The ingest adapters, by name, in start order."""
+        # Before anything starts: an open event socket is refused here, in one line.
+        require_auth_off_loopback(settings.alerts.endpoint, settings.alerts.curve_secret_key,
+                                  settings.alerts.allow_unauthenticated, "alerts", "--events-curve-key",
+                                  "read every stream's scores and alerts")
         for adapter in build_ingests(settings):
             self.add_ingest(adapter)
         self.ready = False
@@ -155,7 +159,8 @@ class Service:
         self.registry = StreamRegistry(
             self.policy, self._submit, self.publisher, self.metrics,
             model_id=self.model_id, max_streams=s.limits.max_streams, idle_timeout_s=s.limits.idle_timeout_s,
-            split_ingests=split_ingests(s),
+            split_ingests=split_ingests(s), max_streams_per_sender=s.limits.max_streams_per_sender,
+            max_seq_gap=s.limits.max_seq_gap, audio_timeout_s=s.limits.audio_timeout_s,
         )
         self.batcher = Batcher(
             self.scorer, self.registry.on_result, self.registry.on_drop, max_batch=max_batch,

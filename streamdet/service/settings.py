@@ -65,6 +65,9 @@ class IngestSettings(_Section):
     """Server certificate (``zmq.auth`` secret key file); set it to require CURVE on this socket."""
     curve_clients_dir: Path | None = None
     """Directory of allowed client public certificates; unset = any client that knows the server key."""
+    allow_unauthenticated: bool = False
+    """Bind an address other than loopback without CURVE: anyone who can reach it may start streams.
+    Off, the service refuses to start with such an endpoint and says how to turn CURVE on."""
     receive_hwm: int | None = Field(None, ge=1)
     """Frames ZeroMQ may queue per connected sender before the service reads them; None (the
     default) = ``limits.max_inflight_bytes // limits.max_frame_bytes`` (64 with the defaults), so
@@ -124,6 +127,9 @@ class AlertSettings(_Section):
     """The stricter threshold of the early windows (``window.early_samples``); None = spoof_threshold."""
     curve_secret_key: Path | None = None
     curve_clients_dir: Path | None = None
+    allow_unauthenticated: bool = False
+    """Bind an address other than loopback without CURVE: anyone who can reach it reads every event.
+    Off, the service refuses to start with such an endpoint and says how to turn CURVE on."""
     send_hwm: int = Field(10_000, ge=1)
     listener_queue: int = Field(1_000, ge=1)
     """Events buffered per in-process listener before its oldest are dropped."""
@@ -213,6 +219,17 @@ class LimitSettings(_Section):
     most 1 MiB of frames (``ZmqIngest.DRAIN_MAX_BYTES``), so health checks answer during a burst."""
     idle_timeout_s: float = Field(10.0, gt=0)
     """A stream that sends nothing for this long is ended (its last window scored, `end` published)."""
+    audio_timeout_s: float | None = Field(60.0, gt=0)
+    """A stream that sends no samples for this long is ended (``audio_timeout``) even while keep-alive
+    frames (empty payloads) arrive, so that keep-alives cannot hold stream slots forever; None = never."""
+    max_streams_per_sender: int | None = Field(128, ge=1)
+    """Most live streams of one sender (a CURVE key, else a peer address; WHIP, WebSocket and
+    AudioSocket count by client address): one sender cannot take every slot of ``max_streams``. A
+    gateway carrying more calls from one address needs it raised; None = no quota."""
+    max_seq_gap: int | None = Field(10_000, ge=1)
+    """Largest forward jump of a ZeroMQ frame's ``seq`` within a stream (frames lost or skipped); a
+    larger jump is refused (``seq_gap``) rather than adopted. 10,000 frames of 20 ms are 200 s, far
+    beyond ``idle_timeout_s``; None = any jump."""
     shutdown_timeout_s: float = Field(30.0, gt=0)
     """How long a graceful shutdown waits for pending windows to be scored. Past it the rest are
     given up on: each stream still waiting gets its `end` (reason `unscored`, with the count), the

@@ -36,6 +36,10 @@ class StreamSession:
     end_published: bool = False
     ingest: str = ""
     """The ingest adapter the stream came in on (``zmq``, ``whip``...)."""
+    owner: object | None = None
+    """Who sent the first frame (the service's ``StreamOwner``); None = anyone may feed it."""
+    last_audio: float | None = None
+    """When a frame with samples last arrived (keep-alives do not count); None = ``created``."""
 
     def __post_init__(self) -> None:
         self.edge = EdgeResampler(self.sample_rate, self.channels)
@@ -49,8 +53,10 @@ class StreamSession:
         """Media seconds received so far, at 16 kHz."""
         return self.windower.total / SAMPLE_RATE
 
-    def check(self, seq: int | None, sample_rate: int, channels: int) -> None:
-        """Refuse a frame that does not follow this stream's sequence or format."""
+    def check(self, seq: int | None, sample_rate: int, channels: int, max_seq_gap: int | None = None) -> None:
+        """Refuse a frame that does not follow this stream's sequence or format. A ``seq`` more than
+        ``max_seq_gap`` past the last one is refused too: adopting it would refuse every real frame
+        that follows (a single forged ``seq`` of 2**62 would blind the stream)."""
         if self.ended:
             raise StreamRejectedError("stream_ended", f"stream {self.stream_id} has ended")
         if seq is not None and self.last_seq is not None:
@@ -58,6 +64,8 @@ class StreamSession:
                 raise StreamRejectedError("seq_repeated", f"seq {seq} already received")
             if seq < self.last_seq:
                 raise StreamRejectedError("seq_out_of_order", f"seq {seq} after {self.last_seq}")
+            if max_seq_gap is not None and seq - self.last_seq > max_seq_gap:
+                raise StreamRejectedError("seq_gap", f"seq {seq} after {self.last_seq} (at most {max_seq_gap} ahead)")
         if (sample_rate, channels) != (self.sample_rate, self.channels):
             raise StreamRejectedError(
                 "format_change",
@@ -69,6 +77,8 @@ class StreamSession:
         if seq is not None:
             self.last_seq = seq
         self.last_arrival = arrival
+        if len(samples):
+            self.last_audio = arrival
         return self._cut(self.edge.process(samples))
 
     def finish(self, reason: str) -> list[Window]:

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from streamdet.errors import ConfigError, ProtocolError
 from streamdet.service.ingest import IngestContext, IngestPlugin
+from streamdet.service.owner import StreamOwner
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,8 @@ class AudioSocketIngest:
             writer.close()
             return
         self._connections.add(task)
-        call = _Call(self, reader)
+        peer = writer.get_extra_info("peername")
+        call = _Call(self, reader, StreamOwner(f"audiosocket:{peer[0] if peer else '?'}", f"{id(task):x}"))
         reason = "shutdown"
         try:
             reason = await call.run()
@@ -123,16 +125,18 @@ class AudioSocketIngest:
             self._connections.discard(task)
             if call.stream_id is not None:
                 self._live.discard(call.stream_id)
-                self._ctx.registry.end(call.stream_id, reason)
+                self._ctx.registry.end(call.stream_id, reason, owner=call.owner)
             writer.close()
 
 
 class _Call:
     """One connection's messages, read until it ends; ``run`` returns the end reason."""
 
-    def __init__(self, ingest: AudioSocketIngest, reader: asyncio.StreamReader) -> None:
+    def __init__(self, ingest: AudioSocketIngest, reader: asyncio.StreamReader, owner: StreamOwner) -> None:
         self.ingest = ingest
         self.reader = reader
+        self.owner = owner
+        """This connection: a stream of the same id from elsewhere (another ingest) is not its to feed."""
         self.stream_id: str | None = None
 
     async def run(self) -> str:
@@ -186,7 +190,7 @@ class _Call:
             if len(payload) % 2:
                 raise ProtocolError("audiosocket_audio_size", f"{len(payload)} bytes is not 16-bit samples")
             samples = np.frombuffer(payload, dtype="<i2").astype(np.float32).reshape(-1, 1) / np.float32(32768.0)
-            ingest._ctx.registry.push(self.stream_id, samples, AUDIO_RATES[kind], 1, ingest=ADAPTER)
+            ingest._ctx.registry.push(self.stream_id, samples, AUDIO_RATES[kind], 1, ingest=ADAPTER, owner=self.owner)
             ingest._accepted.inc()
         elif kind != KIND_DTMF:
             raise ProtocolError("audiosocket_unknown_kind", f"message kind 0x{kind:02x}")

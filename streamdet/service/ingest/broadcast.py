@@ -41,6 +41,7 @@ from streamdet.errors import ProtocolError
 from streamdet.service.events import SourceEvent
 from streamdet.service.frames import STREAM_ID_PATTERN
 from streamdet.service.ingest import IngestContext, IngestPlugin
+from streamdet.service.owner import StreamOwner
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +201,9 @@ class BroadcastIngest:
     def _push(self, stream_id: str, samples: np.ndarray) -> None:
         assert self._ctx is not None
         try:
-            self._ctx.registry.push(stream_id, samples, SAMPLE_RATE, 1, ingest=self.name)
+            # Its own owner: a sender on another ingest cannot feed a broadcast's stream, nor it theirs.
+            self._ctx.registry.push(stream_id, samples, SAMPLE_RATE, 1, ingest=self.name,
+                                    owner=StreamOwner(f"broadcast:{stream_id}"))
         except ProtocolError as exc:
             self._ctx.rejects.report(stream_id, exc, self.name)
             return

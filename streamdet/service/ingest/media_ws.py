@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import secrets
 import time
 from dataclasses import asdict
 from typing import Any
@@ -32,6 +33,7 @@ from streamdet.errors import ProtocolError
 from streamdet.service.events import EndEvent, WindowEvent
 from streamdet.service.ingest import IngestContext, IngestPlugin
 from streamdet.service.ingest import media_ws_messages as msgs
+from streamdet.service.owner import StreamOwner
 from streamdet.service.publisher import EventListener
 
 log = logging.getLogger(__name__)
@@ -169,7 +171,8 @@ class MediaWsIngest:
         self._handlers.add(task)
         assert self._connections is not None
         self._connections.inc()
-        connection = _Connection(self, ws, fork, authorized=given is not None or self.settings.token is None)
+        connection = _Connection(self, ws, fork, authorized=given is not None or self.settings.token is None,
+                                 remote=request.remote or "")
         try:
             await connection.run()
         finally:
@@ -182,8 +185,11 @@ class MediaWsIngest:
 class _Connection:
     """One WebSocket: reads messages, feeds the registry, sends the call's events back."""
 
-    def __init__(self, ingest: MediaWsIngest, ws: web.WebSocketResponse, fork: bool, authorized: bool) -> None:
+    def __init__(self, ingest: MediaWsIngest, ws: web.WebSocketResponse, fork: bool, authorized: bool,
+                 remote: str = "") -> None:
         assert ingest._ctx is not None
+        self.owner = StreamOwner(f"ws:{remote}", secrets.token_hex(8))
+        """The call's streams are this socket's: another socket with the same call id cannot feed them."""
         self.ingest = ingest
         self.ctx = ingest._ctx
         self.settings = ingest.settings
@@ -310,7 +316,7 @@ class _Connection:
         samples, arrival = taken
         try:
             self.ctx.registry.push(stream_id, samples, self.call.start.sample_rate, 1, arrival=arrival,
-                                   ingest=self.ingest.name)
+                                   ingest=self.ingest.name, owner=self.owner)
         except ProtocolError as exc:
             self.ingest._reject(stream_id, exc)
             return
@@ -323,7 +329,7 @@ class _Connection:
         for track in self.call.tracks_pending():
             self._push(track)
         for stream_id in self.call.streams:
-            self.ctx.registry.end(stream_id, reason)
+            self.ctx.registry.end(stream_id, reason, owner=self.owner)
         if not self.call.streams:
             self._all_ended.set()
 

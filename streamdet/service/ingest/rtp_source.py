@@ -19,6 +19,7 @@ from streamdet.service.ingest import IngestContext
 from streamdet.service.ingest.jitter import JitterBuffer
 from streamdet.service.ingest.rtp_codecs import Decoder, PayloadFormat, make_decoder
 from streamdet.service.ingest.rtp_packet import RtpPacket
+from streamdet.service.owner import StreamOwner
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,8 @@ class RtpSource:
                  conceal: Callable[[float], None], now: float) -> None:
         self.stream_id = stream_id
         self.ssrc = ssrc
+        self.owner = StreamOwner(f"rtp:{stream_id}", f"{ssrc:08x}")
+        """Its stream is this source's: no other ingest's sender can feed or end it, nor it theirs."""
         self.last_arrival = now
         self.bye_at: float | None = None
         """When RTCP BYE arrived for this source (it ends shortly after)."""
@@ -69,7 +72,7 @@ class RtpSource:
         """Play what the jitter buffer still holds, then end the stream."""
         for ready, arrival in self._jitter.flush():
             self._play(ready, arrival)
-        self._ctx.registry.end(self.stream_id, reason)
+        self._ctx.registry.end(self.stream_id, reason, owner=self.owner)
 
     def _play(self, packet: RtpPacket, arrival: float) -> None:
         fmt = self._formats(packet.payload_type)
@@ -84,11 +87,11 @@ class RtpSource:
             if 0 < gap <= self._options.max_conceal_s * fmt.clock_rate:
                 silence = round(gap * fmt.sample_rate / fmt.clock_rate)
                 registry.push(self.stream_id, np.zeros((silence, fmt.channels), np.float32), fmt.sample_rate,
-                              fmt.channels, arrival=arrival, ingest=ADAPTER)
+                              fmt.channels, arrival=arrival, ingest=ADAPTER, owner=self.owner)
                 self._conceal(silence / fmt.sample_rate)
             if len(samples):
                 registry.push(self.stream_id, samples, fmt.sample_rate, fmt.channels, arrival=arrival,
-                              ingest=ADAPTER)
+                              ingest=ADAPTER, owner=self.owner)
             self._next_ts = start + round(len(samples) * fmt.clock_rate / fmt.sample_rate)
         except ProtocolError as exc:
             self._count("rejected", 1)

@@ -31,6 +31,7 @@ from aiortc.mediastreams import MediaStreamError
 from streamdet.errors import ProtocolError
 from streamdet.service.ingest import IngestContext
 from streamdet.service.ingest.av_frames import frame_to_samples
+from streamdet.service.owner import StreamOwner
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ class WhipSession:
         self.remote = remote
         """The publisher's address as the HTTP server saw it (limits pending offers per address)."""
         self.session_id = session_id
+        self.owner = StreamOwner(f"whip:{remote}", session_id)
+        """The stream is this session's alone: no other publisher or ingest can feed or end it."""
         self.pc = pc
         self.reason: str | None = None
         """Why the session ended (None while live)."""
@@ -123,9 +126,10 @@ class WhipSession:
             if gap:
                 # Keep media time equal to the publisher's: lost packets become silence, as a
                 # telephone network's concealment would, rather than shifting later windows.
-                registry.push(self.stream_id, np.zeros((gap, channels), np.float32), rate, channels, ingest=ADAPTER)
+                registry.push(self.stream_id, np.zeros((gap, channels), np.float32), rate, channels, ingest=ADAPTER,
+                              owner=self.owner)
                 self._ctx.metrics.whip_concealed.inc(gap / rate)
-            registry.push(self.stream_id, samples, rate, channels, ingest=ADAPTER)
+            registry.push(self.stream_id, samples, rate, channels, ingest=ADAPTER, owner=self.owner)
         except ProtocolError as exc:
             self._ctx.rejects.report(self.stream_id, exc, ADAPTER)
             return False
@@ -162,7 +166,7 @@ class WhipSession:
                 await asyncio.wait({self._reader}, timeout=DRAIN_TIMEOUT_S)
             self._reader.cancel()
         reason = self.reason or "end"
-        self._ctx.registry.end(self.stream_id, reason)
+        self._ctx.registry.end(self.stream_id, reason, owner=self.owner)
         self._ctx.metrics.whip_closed.labels(reason).inc()
         log.info("WHIP session %s of stream %s closed (%s) after %d frame(s)", self.session_id[:8],
                  self.stream_id, reason, self.frames)

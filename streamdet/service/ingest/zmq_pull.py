@@ -1,4 +1,9 @@
-"""ZeroMQ ingest: a PULL socket receiving protocol v1 frames (see ``streamdet.service.frames``)."""
+"""ZeroMQ ingest: a PULL socket receiving protocol v1 frames (see ``streamdet.service.frames``).
+
+Each frame's owner (``StreamOwner``) is its sender as ZeroMQ reports it: the CURVE public key
+(ZAP ``User-Id``) when CURVE is on, else the peer's IP address (``Peer-Address``), narrowed by the
+header's ``token`` when there is one. The registry binds a stream to its first frame's owner.
+"""
 
 from __future__ import annotations
 
@@ -13,15 +18,32 @@ import zmq
 import zmq.asyncio
 
 from streamdet.errors import ConfigError, ProtocolError
-from streamdet.service.curve import make_server
+from streamdet.service.curve import make_server, require_auth_off_loopback
 from streamdet.service.frames import MAX_HEADER_BYTES, parse_frame
 from streamdet.service.ingest import IngestContext, IngestPlugin
+from streamdet.service.owner import StreamOwner
 from streamdet.service.settings import IngestSettings
 
 if TYPE_CHECKING:
     from streamdet.service.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+def _property(frame: zmq.Frame, name: str) -> str:
+    """A message property (``User-Id``, ``Peer-Address``), or "" where the transport has none."""
+    try:
+        return frame.get(name) or ""
+    except zmq.ZMQError:  # EINVAL: not set (no ZAP handler, or an ipc/inproc peer)
+        return ""
+
+
+def sender_of(frame: zmq.Frame) -> str:
+    """Who sent a message, as the transport vouches for it: ``curve:<key>``, else ``addr:<ip>``."""
+    user = _property(frame, "User-Id")
+    if user:
+        return f"curve:{user}"
+    return f"addr:{_property(frame, 'Peer-Address') or 'local'}"
 
 
 def _stream_id_hint(parts: list[bytes]) -> str:
@@ -94,8 +116,8 @@ class ZmqIngest:
             with contextlib.suppress(zmq.Again):
                 while True:
                     # NOBLOCK on an asyncio socket: an already-completed future (or zmq.Again).
-                    parts = self._socket.recv_multipart(flags=zmq.NOBLOCK).result()
-                    self.handle(parts, time.monotonic())
+                    frames = self._socket.recv_multipart(flags=zmq.NOBLOCK, copy=False).result()
+                    self.handle([f.bytes for f in frames], time.monotonic(), sender_of(frames[0]))
             self._socket.close()
             self._socket = None
 
@@ -111,16 +133,19 @@ class ZmqIngest:
             budget = self.DRAIN_MAX_BYTES
             for _ in range(self.DRAIN_MAX):
                 try:
-                    parts = direct.recv_multipart(flags=zmq.NOBLOCK)
+                    # Frames, not bytes: only a frame carries its sender's metadata.
+                    frames = direct.recv_multipart(flags=zmq.NOBLOCK, copy=False)
                 except zmq.Again:
                     break
-                self.handle(parts, time.monotonic())
-                budget -= sum(len(part) for part in parts)
+                parts = [f.bytes for f in frames]
+                self.handle(parts, time.monotonic(), sender_of(frames[0]))
+                budget -= sum(map(len, parts))
                 if budget <= 0:
                     break
 
-    def handle(self, parts: list[bytes], arrival: float) -> None:
-        """Parse one multipart message and push it; any ProtocolError becomes a counted rejection."""
+    def handle(self, parts: list[bytes], arrival: float, sender: str | None = None) -> None:
+        """Parse one multipart message and push it; any ProtocolError becomes a counted rejection.
+        ``sender`` (``sender_of``) owns the streams it starts; None skips the ownership check."""
         assert self._ctx is not None
         stream_id = _stream_id_hint(parts)
         try:
@@ -128,8 +153,10 @@ class ZmqIngest:
             stream_id = frame.stream_id
             if frame.clipped:
                 self._ctx.metrics.clipped_samples.labels(self.name).inc(frame.clipped)
+            owner = None if sender is None else StreamOwner(sender, frame.token)
             self._ctx.registry.push(frame.stream_id, frame.samples, frame.sample_rate, frame.channels,
-                                    seq=frame.seq, end=frame.end, arrival=arrival, ingest=self.name)
+                                    seq=frame.seq, end=frame.end, arrival=arrival, ingest=self.name,
+                                    owner=owner)
         except ProtocolError as exc:
             self._ctx.rejects.report(stream_id, exc, self.name)
             return
@@ -142,8 +169,12 @@ class ZmqIngest:
 
 
 def create(section: IngestSettings, settings: Settings) -> ZmqIngest | None:
+    if not section.enabled:
+        return None
+    require_auth_off_loopback(section.endpoint, section.curve_secret_key, section.allow_unauthenticated,
+                              "ingest", "--ingest-curve-key", "start streams and have them scored")
     limits = settings.limits
-    return ZmqIngest(section, limits.max_frame_bytes, limits.max_inflight_bytes) if section.enabled else None
+    return ZmqIngest(section, limits.max_frame_bytes, limits.max_inflight_bytes)
 
 
 PLUGIN = IngestPlugin("zmq", IngestSettings, create, section="ingest")

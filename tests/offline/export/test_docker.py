@@ -51,7 +51,7 @@ def test_compose_puts_ingest_nodes_in_front_of_one_triton():
         command = service["command"]
         assert command[:2] == ["serve", "--engine"] and command[2].startswith("triton://triton:8001/")
         assert service["depends_on"]["triton"]["condition"] == "service_healthy"
-        host_ports += [p.split(":")[0] for p in service["ports"]]
+        host_ports += [p.rsplit(":", 1)[0] for p in service["ports"]]
     assert len(host_ports) == len(set(host_ports))  # nodes do not collide on the host
 
 
@@ -98,3 +98,47 @@ def test_compose_wires_every_ingest_node_to_one_redis(monkeypatch):
         assert settings.events.journal and settings.events.journal_path is not None  # Redis needs the journal
     for dockerfile in DOCKERFILES:
         assert "redis]" in dockerfile.read_text()  # the images carry the redis extra
+
+
+def test_compose_gives_every_node_curve_keys_and_keeps_http_and_redis_on_loopback(monkeypatch, tmp_path):
+    """The ZeroMQ ports are published to the network: every node requires CURVE (it would refuse to
+    start without keys); HTTP (no TLS, /metrics open) and Redis (no password) stay on the host's loopback."""
+    import yaml
+    import zmq.auth
+
+    from streamdet.errors import ConfigError
+    from streamdet.service.server import Service
+    from streamdet.service.settings import load_settings
+
+    services = yaml.safe_load((DOCKER / "compose.yaml").read_text())["services"]
+    assert all(p.startswith("127.0.0.1:") for p in services["redis"]["ports"])
+    keys = tmp_path / "keys"
+    (keys / "clients").mkdir(parents=True)
+    zmq.auth.create_certificates(keys, "server")
+    for name, service in ((n, s) for n, s in services.items() if n.startswith("ingest-")):
+        assert "../keys:/keys:ro" in service["volumes"]
+        http = [p for p in service["ports"] if p.endswith(":8080")]
+        assert http and all(p.startswith("127.0.0.1:") for p in http), name
+        env = {k: v.replace("/keys", str(keys)) for k, v in service["environment"].items()}
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setenv("STREAMDET_INGEST__ENDPOINT", "tcp://0.0.0.0:5555")  # as the image sets
+        monkeypatch.setenv("STREAMDET_ALERTS__ENDPOINT", "tcp://0.0.0.0:5556")
+        settings = load_settings(None, {"http": {"enabled": False}})
+        assert settings.ingest.curve_secret_key == settings.alerts.curve_secret_key == keys / "server.key_secret"
+        assert settings.ingest.curve_clients_dir == keys / "clients"
+        Service(settings, _NoScorer())  # the open-socket check passes: keys are set
+        monkeypatch.delenv("STREAMDET_INGEST__CURVE_SECRET_KEY")
+        with pytest.raises(ConfigError, match="ingest.allow_unauthenticated"):  # and fails without them
+            Service(load_settings(None, {"http": {"enabled": False}}), _NoScorer())
+
+
+class _NoScorer:
+    """Enough of a scorer for ``Service.__init__`` (nothing is scored)."""
+
+    def __init__(self) -> None:
+        from streamdet.manifest import InputContract
+
+        self.contract = InputContract()
+        self.model_id = "none@0"
+        self.max_batch = 1

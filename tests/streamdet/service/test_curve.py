@@ -102,3 +102,33 @@ async def test_refused_handshakes_are_reported_not_waited_on(kit, start_service,
     allowed = Sender(service.ingest_endpoint, server_key=keys["server_public"], client_secret_key=keys["allowed"])
     await allowed.wait_connected(timeout=20)
     await allowed.close(linger_s=0)
+
+
+@pytest.mark.parametrize(("endpoint", "local"), [
+    ("tcp://127.0.0.1:5555", True), ("tcp://127.0.0.2:*", True), ("tcp://localhost:5555", True),
+    ("tcp://[::1]:5555", True), ("ipc:///tmp/streamdet.sock", True), ("inproc://x", True),
+    ("tcp://0.0.0.0:5555", False), ("tcp://*:5555", False), ("tcp://eth0:5555", False),
+    ("tcp://10.1.2.3:5555", False), ("tcp://[::]:5555", False),
+])
+def test_only_loopback_ipc_and_inproc_endpoints_are_local(endpoint: str, local: bool) -> None:
+    from streamdet.service.curve import is_local_endpoint
+
+    assert is_local_endpoint(endpoint) is local
+
+
+@pytest.mark.parametrize("section", ["ingest", "alerts"])
+def test_an_open_zeromq_socket_off_loopback_without_curve_is_refused_unless_allowed(
+        section: str, kit, keys) -> None:
+    """The Docker images bind 0.0.0.0: without a key the service says why it will not start, and how."""
+    from streamdet.errors import ConfigError
+    from streamdet.service.server import Service
+    from streamdet.service.settings import load_settings
+
+    def service(**extra):
+        overrides = kit.loopback_overrides(**{section: {"endpoint": "tcp://0.0.0.0:0", **extra}})
+        return Service(load_settings(None, overrides), kit.FakeScorer())
+
+    with pytest.raises(ConfigError, match=rf"{section}\.curve_secret_key.*{section}\.allow_unauthenticated"):
+        service()
+    service(allow_unauthenticated=True)
+    service(curve_secret_key=keys["server_secret"])

@@ -65,6 +65,10 @@ BAD = {
     "bad_payload_size": [b"a", header(channels=2), b"\0" * 6],
     "bad_samples": [b"a", header(format="f32le"), np.array([np.nan], "<f4").tobytes()],
     "oversize": [b"a", header(), b"\0" * (LIMIT + 2)],
+    "bad_token_number": [b"a", header(token=12345), b""],
+    "bad_token_empty": [b"a", header(token=""), b""],
+    "bad_token_space": [b"a", header(token="two words"), b""],
+    "bad_token_long": [b"a", header(token="x" * 129), b""],
 }
 
 
@@ -72,7 +76,13 @@ BAD = {
 def test_bad_frames_are_refused_with_their_reason(case: str) -> None:
     with pytest.raises(ProtocolError) as excinfo:
         parse_frame(BAD[case], LIMIT)
-    expected = next(r for r in ("bad_stream_id", "bad_json", "bad_version", "bad_header", "bad_format",
+    expected = next(r for r in ("bad_stream_id", "bad_json", "bad_version", "bad_header", "bad_format", "bad_token",
                                 "bad_sample_rate", "bad_channels", "bad_payload_size", "bad_samples",
                                 "oversize", "malformed") if case.startswith(r))
     assert excinfo.value.reason == expected
+
+
+def test_a_stream_token_round_trips_and_is_optional() -> None:
+    parts = encode_frame("a", 0, np.zeros(4, np.float32), 16000, token="Zm9v.bar-~!")
+    assert parse_frame(parts, LIMIT).token == "Zm9v.bar-~!"
+    assert parse_frame(encode_frame("a", 0, np.zeros(4, np.float32), 16000), LIMIT).token is None

@@ -103,3 +103,17 @@ async def test_the_log_names_the_threshold_and_where_it_came_from(start_service,
     service = await start_service(scorer, http={"enabled": False})
     assert service.policy.spoof_threshold == 0.9807469351217151
     assert "threshold: alert when p_spoof >= 0.9807469351217151 (manifest: target_far=0.01)" in caplog.text
+
+
+def test_every_socket_binds_loopback_by_default() -> None:
+    """ZeroMQ ingest and events, HTTP (WHIP and the WebSockets ride on it), and every ingest plugin
+    with an address of its own (AudioSocket, RTP): nothing is reachable from another host out of the box."""
+    from streamdet.service.curve import is_local_endpoint
+    from streamdet.service.ingest.plugins import registered_plugins
+
+    s = load_settings()
+    assert is_local_endpoint(s.ingest.endpoint) and is_local_endpoint(s.alerts.endpoint)
+    assert s.http.host == "127.0.0.1"
+    hosts = {plugin.name: plugin.section_of(s).host for plugin in registered_plugins()
+             if "host" in type(plugin.section_of(s)).model_fields}
+    assert hosts and set(hosts.values()) == {"127.0.0.1"}, hosts

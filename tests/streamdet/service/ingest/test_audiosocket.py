@@ -137,3 +137,31 @@ async def test_a_fake_clip_over_audiosocket_raises_an_alert_and_the_hangup_ends_
     assert "raised" in [e.event for e in events]
     assert (events[-1].reason, events[-1].alert) == ("hangup", True)
     assert events[-1].duration == pytest.approx(10.0, abs=0.01)
+
+
+async def test_a_zeromq_frame_with_the_calls_stream_id_can_neither_end_nor_feed_it(start_service, kit, push) -> None:
+    """Stream ids meet in one registry: the call belongs to its connection, so a ZeroMQ sender's
+    ``end`` (or audio) for ``pbx/<uuid>`` is refused (``not_owner``) and the call runs its full 3 s."""
+    from streamdet.service.frames import encode_frame
+
+    service = await audiosocket_service(start_service, kit, stream_prefix="pbx/")
+    listener = service.listen()
+    stream_id = f"pbx/{CALL}"
+    _, writer = await call(service.ingests["audiosocket"].port,
+                           [message(0x01, CALL.bytes), *audio_messages(tone(1.5))], close=False)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while (session := service.registry.get(stream_id)) is None or session.duration < 1.4:  # (the resampler holds a few ms back)
+        assert loop.time() < deadline, "the call's first 1.5 s never arrived"
+        await asyncio.sleep(0.02)
+    forged = push(service.ingest_endpoint)
+    await forged.send_multipart(encode_frame(stream_id, 0, np.zeros((160, 1), np.float32), 8_000, end=True))
+    while service.metrics.rejects.labels("not_owner")._value.get() < 1:
+        assert loop.time() < deadline, "the forged frame was never refused"
+        await asyncio.sleep(0.02)
+    for data in [*audio_messages(tone(1.5)), message(0x00)]:
+        writer.write(data)
+    await writer.drain()
+    events = await kit.collect_until_end(listener, stream_id)
+    assert (events[-1].reason, events[-1].duration) == ("hangup", pytest.approx(3.0, abs=0.01))
+    writer.close()
