@@ -137,6 +137,8 @@ class FrameTimes(Sequence[float]):
     def __getitem__(self, k: int | slice) -> float | Sequence[float]:
         if isinstance(k, slice):
             return [self[i] for i in range(*k.indices(self.count))]
+        if k < 0:
+            k += self.count
         if not 0 <= k < self.count:
             raise IndexError(k)
         return self.start + (k + 1) * self.frame_s  # a frame leaves when its last sample is captured
