@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import csv
 import json
+import math
 import os
 import subprocess
 import time
@@ -116,6 +117,42 @@ def summarize(rows: Sequence[dict[str, Any]], *, warmup_s: float = 120.0,
         "load1": {"min": min(r["load1"] for r in rows), "max": max(r["load1"] for r in rows),
                   "mean": round(float(np.mean([r["load1"] for r in rows])), 2)},
     }
+
+
+def read_series(path: Path) -> list[dict[str, Any]]:
+    """A ``series.csv`` back as rows of numbers (empty cells: None)."""
+    def value(text: str) -> Any:
+        if text in ("True", "False"):
+            return text == "True"
+        if text == "":
+            return None
+        number = float(text)
+        return int(number) if number.is_integer() and "." not in text else number
+
+    with path.open(newline="") as handle:
+        return [{k: value(v) for k, v in r.items()} for r in csv.DictReader(handle)]
+
+
+def block_table(rows: Sequence[dict[str, Any]], every_s: float = 300.0) -> str:
+    """The series in blocks of ``every_s`` seconds as a Markdown table: memory, files and threads at the
+    block's end, the mean load, window counts summed, the median p50 and the worst p99 of its rows."""
+    lines = ["| t min | RSS MB | fds | threads | load1 | windows expected | scored | dropped | missing "
+             "| p50 ms | p99 ms | alerts |", "|" + " --- |" * 12]
+    blocks: dict[int, list[dict[str, Any]]] = {}
+    for r in rows:  # samples come a little late (a few seconds an hour): 5 % of a block of tolerance
+        blocks.setdefault(max(0, math.ceil(r["t_s"] / every_s - 0.05) - 1), []).append(r)
+    for rows_in in blocks.values():
+        end, alive = rows_in[-1], [r for r in rows_in if r["server_alive"]] or rows_in
+        p50 = [r["latency_p50_ms"] for r in rows_in if r["latency_p50_ms"] is not None]
+        p99 = [r["latency_p99_ms"] for r in rows_in if r["latency_p99_ms"] is not None]
+        lines.append("| " + " | ".join(str(x) for x in (
+            f"{end['t_s'] / 60:.1f}", alive[-1]["rss_mb"], alive[-1]["fds"], alive[-1]["threads"],
+            f"{np.mean([r['load1'] for r in rows_in]):.1f}",
+            *(sum(r[k] for r in rows_in) for k in ("windows_expected", "windows_scored_closed", "windows_dropped",
+                                                   "windows_missing")),
+            f"{np.median(p50):.0f}" if p50 else "-", f"{max(p99):.0f}" if p99 else "-",
+            sum(r["alerts_raised"] for r in rows_in))) + " |")
+    return "\n".join(lines)
 
 
 # --- what is sent ------------------------------------------------------------------------------------
@@ -396,8 +433,8 @@ def default_audio() -> list[Path]:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="scripts/soak", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--streams", type=int, required=True, help="concurrent real-time streams")
-    parser.add_argument("--duration", type=float, required=True, help="seconds of load")
+    parser.add_argument("--streams", type=int, help="concurrent real-time streams")
+    parser.add_argument("--duration", type=float, help="seconds of load")
     parser.add_argument("--segment", type=float, default=60.0, help="seconds per stream id before it restarts")
     parser.add_argument("--interval", type=float, default=30.0, help="seconds between samples")
     parser.add_argument("--hop", type=float, default=1.0, help="window hop in seconds (passed to the service)")
@@ -410,7 +447,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--audio", type=Path, nargs="*", default=None, help="clips to loop (default: the demo clips)")
     parser.add_argument("--threads", type=int, default=None, help="the service's torch threads (--threads)")
     parser.add_argument("--serve-arg", action="append", default=[], help="extra argument for streamdet serve")
-    parser.add_argument("--out", type=Path, required=True, help="directory for series.csv and soak.json")
+    parser.add_argument("--out", type=Path, help="directory for series.csv and soak.json")
+    parser.add_argument("--table", type=Path, metavar="SERIES_CSV",
+                        help="print an earlier run's series in blocks (Markdown) instead of running")
+    parser.add_argument("--every", type=float, default=300.0, help="seconds per block of --table")
     return parser.parse_args(argv)
 
 
@@ -418,6 +458,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from streamdet.bench.runs import shipped_cm
 
     args = parse_args(argv)
+    if args.table is not None:
+        if not args.table.is_file():
+            raise ConfigError(f"--table: no such file {args.table}")
+        print(block_table(read_series(args.table), args.every))
+        return 0
+    if args.streams is None or args.duration is None or args.out is None:
+        raise ConfigError("a soak needs --streams, --duration and --out")
     if args.streams < 1 or args.duration <= 0 or args.interval <= 0 or args.segment <= 0:
         raise ConfigError("--streams, --duration, --interval and --segment must be positive")
     config = SoakConfig(args.streams, args.duration, args.segment, args.interval, args.hop, args.chunk_ms,

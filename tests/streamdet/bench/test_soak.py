@@ -14,7 +14,7 @@ import numpy as np
 
 from streamdet.audio import SAMPLE_RATE
 from streamdet.bench.load import expected_windows
-from streamdet.bench.soak import SERIES_FIELDS, FrameTimes, SoakLoad, summarize
+from streamdet.bench.soak import SERIES_FIELDS, FrameTimes, SoakLoad, block_table, read_series, summarize
 
 ROOT = Path(__file__).resolve().parents[3]
 SUMMARY_FIELDS = {"ok", "failures", "rows", "duration_s", "rss_mb", "fds", "threads", "crashes", "server_exit",
@@ -86,6 +86,24 @@ def test_leaking_file_descriptors_fail():
 
 def test_no_samples_is_a_failure():
     assert summarize([])["ok"] is False
+
+
+def test_the_series_reads_back_and_folds_into_five_minute_blocks(tmp_path: Path):
+    import csv
+
+    rows = [row(30.0 * i + 0.1 * i) for i in range(1, 121)]  # samples drift a little late, as they do
+    rows[-1]["windows_missing"] = 2
+    path = tmp_path / "series.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, SERIES_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    back = read_series(path)
+    assert back == rows
+    table = block_table(back, 300).splitlines()
+    assert len(table) == 2 + 12  # header, rule, one line per 5 minutes
+    assert table[2].split(" | ")[5:7] == ["1000", "1000"]  # ten samples of 100 expected windows each
+    assert table[-1].split(" | ")[8] == "2"
 
 
 def test_frame_times_are_due_when_their_last_sample_is_captured():
