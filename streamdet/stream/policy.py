@@ -251,7 +251,7 @@ class StreamPolicy:
         return AlertStateMachine(self.k, self.n, self.m)
 
     def describe(self) -> str:
-        """E.g. ``alert when p_spoof >= 0.9807469351217151 (manifest: target_far=0.01)``."""
+        """E.g. ``alert when p_spoof >= 0.9993941235588863 (manifest: target_far=0.005)``."""
         return f"alert when p_spoof >= {self.spoof_threshold!r} ({self.threshold_source})"
 
     def describe_rule(self) -> str:

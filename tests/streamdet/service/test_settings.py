@@ -101,8 +101,8 @@ async def test_the_log_names_the_threshold_and_where_it_came_from(start_service,
     scorer.contract = read_cm_manifest(default_cm_dir())  # the shipped CM's calibration
     caplog.set_level(logging.INFO, logger="streamdet.service.server")
     service = await start_service(scorer, http={"enabled": False})
-    assert service.policy.spoof_threshold == 0.9807469351217151
-    assert "threshold: alert when p_spoof >= 0.9807469351217151 (manifest: target_far=0.01)" in caplog.text
+    assert service.policy.spoof_threshold == 0.9993941235588863
+    assert "threshold: alert when p_spoof >= 0.9993941235588863 (manifest: target_far=0.005)" in caplog.text
 
 
 def test_every_socket_binds_loopback_by_default() -> None:
