@@ -47,9 +47,10 @@ class CandidateSettings(_Strict):
     architecture: str | None = None
     """None: the config CM's head on its frozen trunk. ``logmel_cnn``: that whole CM trained from
     scratch per fold on cached log-mel (``retrain_head`` must be true)."""
-    threshold: Literal["train_fold", "manifest"] = "train_fold"
-    """``train_fold``: calibrated on the fold's training groups (1 % of real windows alerting, as
-    ``offline calibrate``); ``manifest``: the CM's shipped threshold (only without ``retrain_head``)."""
+    threshold: Literal["train_fold", "manifest"] | float = "train_fold"
+    """``train_fold``: calibrated on the fold's training groups (``target_far`` of their counted real
+    windows alerting, as ``offline calibrate``); ``manifest``: the CM's shipped threshold; a number:
+    that spoof threshold (e.g. an earlier manifest's). The last two only without ``retrain_head``."""
     target_far: float | None = Field(None, ge=0, lt=1)
     """The share of counted real windows allowed to alert when calibrating (None: the config's)."""
     head: HeadSettings = HeadSettings()

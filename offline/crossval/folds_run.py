@@ -117,15 +117,29 @@ def fit_head(candidate: CandidateSettings, cm: Countermeasure, fold: Fold, repla
     return head, int(y.size), int((y == BONAFIDE).sum())
 
 
+def _fixed_threshold(candidate: CandidateSettings, manifest_threshold: float | None) -> float | None:
+    """The threshold a candidate that is not calibrated per fold runs at (None: calibrated per fold)."""
+    if candidate.threshold == "train_fold":
+        return None
+    if candidate.retrain_head:
+        raise ConfigError(f"{candidate.name}: a manifest or fixed threshold needs the CM's own head")
+    if candidate.threshold == "manifest":
+        if manifest_threshold is None:
+            raise ConfigError(f"{candidate.name}: the CM's manifest has no calibrated threshold")
+        return manifest_threshold
+    return float(candidate.threshold)
+
+
 def run_fold(config: CrossvalConfig, fold: Fold, candidate: CandidateSettings, cm: Countermeasure,
              manifest_threshold: float | None, replays: Replays,
              augmented: Mapping[str, Mapping[str, np.ndarray]]) -> FoldScores:
     """Train (or take) the candidate's head for one fold, calibrate it, score the held-out groups."""
+    fixed = _fixed_threshold(candidate, manifest_threshold)
     directory = fold_dir(config, fold, candidate)
     done = FoldScores.load(directory)
     wanted = {(channel, g) for channel, by_group in replays.items() for g in by_group if g in fold.test_groups}
-    if done is not None and set(done.scores) == wanted:  # the same channels as this run: reuse
-        return done
+    if done is not None and set(done.scores) == wanted and fixed in (None, done.spoof_threshold):
+        return done  # the same channels (and fixed threshold) as this run: reuse
     score = None
     if candidate.retrain_head:
         head, windows, real = fit_head(candidate, cm, fold, replays, augmented)
@@ -134,10 +148,8 @@ def run_fold(config: CrossvalConfig, fold: Fold, candidate: CandidateSettings, c
 
     def p_bonafide(replay: GroupReplay) -> np.ndarray:
         return replay.own_p_bonafide if score is None else score(replay.features)
-    if candidate.threshold == "manifest":
-        if candidate.retrain_head or manifest_threshold is None:
-            raise ConfigError(f"{candidate.name}: a manifest threshold needs the CM's own head and a calibrated CM")
-        threshold = manifest_threshold
+    if fixed is not None:
+        threshold = fixed
     else:
         calibration = replays[config.calibration_channel]
         policy = replay_policy(config)

@@ -70,8 +70,8 @@ def run_crossval(config: CrossvalConfig, stages: Sequence[str] = STAGES) -> list
 def _candidate(config: CrossvalConfig, name: str) -> CandidateSettings:
     for candidate in config.candidates:
         if candidate.name == name:
-            if candidate.threshold == "manifest":
-                raise ConfigError(f"{name}: a candidate with the manifest's threshold is the shipped CM already")
+            if candidate.threshold != "train_fold":
+                raise ConfigError(f"{name}: only a candidate calibrated on the training folds can be shipped")
             return candidate
     raise ConfigError(f"no candidate {name!r} in the config; known: {', '.join(c.name for c in config.candidates)}")
 
