@@ -201,7 +201,7 @@ class Batcher:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        self._queues, self._pending = {}, 0
+        self._queues, self._pending, self._pending_bytes = {}, 0, 0
 
     async def _run(self) -> None:
         while True:
