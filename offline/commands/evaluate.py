@@ -208,12 +208,13 @@ def _policy(args: argparse.Namespace, scorer: Scorer) -> StreamPolicy:
     hop = args.hop if args.hop is not None else served.get("hop", defaults.hop)
     min_speech = args.min_speech if args.min_speech is not None else served.get("min_speech", defaults.min_speech)
     early = args.early_windows if args.early_windows is not None else served.get("early", defaults.early)
+    min_tail = served.get("min_tail", defaults.min_tail)
     first = (args.first_spoof_threshold if args.first_spoof_threshold is not None
              else served.get("first_spoof_threshold"))
     return StreamPolicy.resolve(configured, manifest_calibration(scorer.contract),
                                 configured_by=configured_by, hop=hop, k=k, n=n, m=m,
                                 window=scorer.contract.window_samples, min_speech=min_speech,
-                                early=tuple(early), first_spoof_threshold=first)
+                                early=tuple(early), first_spoof_threshold=first, min_tail=min_tail)
 
 
 def _run_streaming(args: argparse.Namespace) -> int:

@@ -42,7 +42,7 @@ from streamdet.bench.pacing import paced
 from streamdet.bench.server import Endpoints, ProcessStats, metrics_delta, scrape_metrics
 from streamdet.bench.stats import latency_summary
 from streamdet.errors import BenchError, ConfigError
-from streamdet.stream.policy import WindowGeometry
+from streamdet.stream.policy import DEFAULT_MIN_TAIL, WindowGeometry
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +56,10 @@ last decoded sample was the client's input sample this much earlier."""
 # --- what is sent -----------------------------------------------------------------------------------
 
 
-def expected_windows(total: int, hop: int, window: int = WINDOW_SAMPLES) -> int:
-    """Windows the service emits for a stream of ``total`` samples (the policy's window geometry)."""
-    return WindowGeometry(window, hop).count(total)
+def expected_windows(total: int, hop: int, window: int = WINDOW_SAMPLES, min_tail: int = DEFAULT_MIN_TAIL) -> int:
+    """Windows the service emits for a stream of ``total`` samples (the policy's window geometry: a
+    stream shorter than ``min_tail`` samples, the service's ``window.min_tail_samples``, gives none)."""
+    return WindowGeometry(window, hop, min_tail=min_tail).count(total)
 
 
 def stream_audio(index: int, samples: int, clips: Sequence[np.ndarray] = ()) -> np.ndarray:

@@ -32,6 +32,8 @@ FLAGS: tuple[tuple[str, str, str, Any, str], ...] = (
     ("--max-batch", "scoring", "max_batch", int, "most windows per scored batch"),
     ("--max-wait-ms", "scoring", "max_wait_ms", float, "longest wait for a fuller batch"),
     ("--max-pending", "scoring", "max_pending_per_stream", int, "windows queued per stream before dropping"),
+    ("--max-latency", "scoring", "max_latency_s", float,
+     "latency target (s): older windows are shed, each stream's newest kept (default 3)"),
     ("--ingest", "ingest", "endpoint", str, "ZeroMQ PULL endpoint to bind for audio"),
     ("--ingest-curve-key", "ingest", "curve_secret_key", Path, "server secret certificate: require CURVE"),
     ("--ingest-curve-clients", "ingest", "curve_clients_dir", Path, "allowed client certificates"),

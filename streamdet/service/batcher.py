@@ -7,6 +7,19 @@ result to ``on_result``, in order within each stream. An optional ``measure`` ru
 worker thread while the scorer scores it (the service measures each window's speech there, off the
 event loop and overlapping the model). ``submit`` never blocks: when a stream's
 queue is full its oldest window is dropped and handed to ``on_drop``.
+
+Overload is shed, not queued, so that an overloaded service stays near real time (each window
+shed goes to ``on_drop`` with its reason; a stream's newest window is never shed, so every stream
+keeps being scored):
+
+- ``over_budget``: all streams together may hold ``max_pending_windows`` windows, or
+  ``max_pending_bytes`` bytes of window audio; beyond either, the oldest window of the stream with
+  the most waiting is shed (fair: the stream that floods loses its backlog, not the others).
+- ``over_latency``: before each batch, windows that arrived more than ``max_latency_s`` ago are
+  shed, so a score published late is at most about ``max_latency_s`` + one batch behind.
+
+:meth:`overloaded` says why the batcher is over capacity (None when it is not): the service
+answers ``/readyz`` with 503 and refuses new streams while it is.
 """
 
 from __future__ import annotations
@@ -47,6 +60,9 @@ DropCallback = Callable[[WindowJob, str], None]
 BatchCallback = Callable[[int, float], None]
 MeasureCallback = Callable[[list[WindowJob]], None]
 
+OVER_BUDGET, OVER_LATENCY = "over_budget", "over_latency"
+"""Reasons a window is shed (``on_drop``), and why :meth:`Batcher.overloaded` says it is over capacity."""
+
 
 class Batcher:
     def __init__(
@@ -58,13 +74,21 @@ class Batcher:
         max_batch: int = 16,
         max_wait_s: float = 0.01,
         max_pending_per_stream: int = 8,
+        max_pending_windows: int | None = None,
+        max_pending_bytes: int | None = None,
+        max_latency_s: float | None = None,
         on_batch: BatchCallback | None = None,
         measure: MeasureCallback | None = None,
     ) -> None:
+        """``max_pending_windows``, ``max_pending_bytes``, ``max_latency_s``: the shedding bounds
+        (module docstring); None = unbounded."""
         self.scorer = scorer
         self.max_batch = max(1, min(max_batch, scorer.max_batch))
         self.max_wait_s = max_wait_s
         self.max_pending_per_stream = max_pending_per_stream
+        self.max_pending_windows = max_pending_windows
+        self.max_pending_bytes = max_pending_bytes
+        self.max_latency_s = max_latency_s
         self._on_result = on_result
         self._on_drop = on_drop
         self._on_batch = on_batch
@@ -72,6 +96,9 @@ class Batcher:
         # Insertion order is the round-robin order: a stream served goes to the back of the line.
         self._queues: dict[Hashable, deque[WindowJob]] = {}
         self._pending = 0
+        self._pending_bytes = 0
+        self._last_shed: tuple[float, str] | None = None
+        """When a window was last shed (monotonic), and why."""
         self._wake = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
@@ -80,6 +107,27 @@ class Batcher:
     def pending(self) -> int:
         """Windows waiting (not counting a batch being scored)."""
         return self._pending
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes of window audio waiting (not counting a batch being scored)."""
+        return self._pending_bytes
+
+    def overloaded(self, now: float | None = None) -> str | None:
+        """Why the batcher is over capacity, or None: ``over_budget`` while the pending windows (or
+        bytes) are at their budget, ``over_latency`` while the oldest waiting window is older than
+        ``max_latency_s``; either also for ``max_latency_s`` after a window was shed for it, so that
+        readiness does not flicker between batches of a service that keeps falling behind."""
+        now = time.monotonic() if now is None else now
+        if self._at_budget():
+            return OVER_BUDGET
+        if self.max_latency_s is None:
+            return None
+        if self._queues and now - min(q[0].arrival for q in self._queues.values()) > self.max_latency_s:
+            return OVER_LATENCY
+        if self._last_shed is not None and now - self._last_shed[0] <= self.max_latency_s:
+            return self._last_shed[1]
+        return None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="streamdet-batcher")
@@ -90,11 +138,53 @@ class Batcher:
         if queue is None:
             queue = self._queues[job.key] = deque()
         if len(queue) >= self.max_pending_per_stream:
-            self._pending -= 1
-            self._call(self._on_drop, queue.popleft(), "overload")
+            self._call(self._on_drop, self._pop_oldest(queue), "overload")
         queue.append(job)
         self._pending += 1
+        self._pending_bytes += job.window.samples.nbytes
+        self._shed_over_budget()
         self._wake.set()
+
+    def shed_stale(self, now: float | None = None) -> int:
+        """Shed every window that arrived more than ``max_latency_s`` before ``now``, except each
+        stream's newest; returns how many. The batcher calls it before taking each batch."""
+        if self.max_latency_s is None:
+            return 0
+        now = time.monotonic() if now is None else now
+        shed = 0
+        for queue in self._queues.values():
+            while len(queue) > 1 and now - queue[0].arrival > self.max_latency_s:
+                self._shed(queue, OVER_LATENCY, now)
+                shed += 1
+        return shed
+
+    def _at_budget(self) -> bool:
+        """Whether the pending windows (or bytes) have reached their budget: no room for a new stream."""
+        return ((self.max_pending_windows is not None and self._pending >= self.max_pending_windows)
+                or (self.max_pending_bytes is not None and self._pending_bytes >= self.max_pending_bytes))
+
+    def _beyond_budget(self) -> bool:
+        return ((self.max_pending_windows is not None and self._pending > self.max_pending_windows)
+                or (self.max_pending_bytes is not None and self._pending_bytes > self.max_pending_bytes))
+
+    def _shed_over_budget(self) -> None:
+        # The stream with the most waiting loses its oldest, until within budget or every stream is
+        # down to its newest window (admission control then keeps new streams out).
+        while self._beyond_budget():
+            queue = max(self._queues.values(), key=len)
+            if len(queue) <= 1:
+                return
+            self._shed(queue, OVER_BUDGET, time.monotonic())
+
+    def _shed(self, queue: deque[WindowJob], reason: str, now: float) -> None:
+        self._last_shed = (now, reason)
+        self._call(self._on_drop, self._pop_oldest(queue), reason)
+
+    def _pop_oldest(self, queue: deque[WindowJob]) -> WindowJob:
+        job = queue.popleft()
+        self._pending -= 1
+        self._pending_bytes -= job.window.samples.nbytes
+        return job
 
     async def close(self) -> None:
         """Score everything still queued, then stop."""
@@ -111,7 +201,7 @@ class Batcher:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        self._queues, self._pending = {}, 0
+        self._queues, self._pending, self._pending_bytes = {}, 0, 0
 
     async def _run(self) -> None:
         while True:
@@ -122,6 +212,8 @@ class Batcher:
                 await self._wake.wait()
                 continue
             await self._wait_for_batch()
+            if not self._closing:  # closing scores everything still queued
+                self.shed_stale()
             await self._score(self._take())
 
     async def _wait_for_batch(self) -> None:
@@ -142,10 +234,9 @@ class Batcher:
         while len(batch) < self.max_batch and self._queues:
             key = next(iter(self._queues))
             queue = self._queues.pop(key)
-            batch.append(queue.popleft())
+            batch.append(self._pop_oldest(queue))
             if queue:
                 self._queues[key] = queue
-        self._pending -= len(batch)
         return batch
 
     async def _score(self, batch: list[WindowJob]) -> None:

@@ -50,10 +50,19 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Ready: the scorer is warm and the sockets are bound (503 before, and while shutting down)."""
+    """Ready: the scorer is warm, the sockets are bound and scoring is within its budget and latency
+    target. 503 before, while shutting down (``reason`` ``not_ready``), and while overloaded
+    (``overloaded``, ``overload`` says why: ``over_budget`` or ``over_latency``), when a load
+    balancer should send new streams elsewhere; the streams already here keep being served."""
     service = request.app[SERVICE_KEY]
-    body = {"ready": service.ready, "model_id": service.model_id, "active_streams": service.active_streams}
-    return web.json_response(body, status=200 if service.ready else 503)
+    overload = service.overloaded() if service.ready else None
+    ready = service.ready and overload is None
+    body = {"ready": ready, "model_id": service.model_id, "active_streams": service.active_streams}
+    if not ready:
+        body["reason"] = "overloaded" if overload is not None else "not_ready"
+        if overload is not None:
+            body["overload"] = overload
+    return web.json_response(body, status=200 if ready else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -34,6 +34,8 @@ class ServiceMetrics:
         self.windows_unscored = Counter("streamdet_windows_unscored", "Windows given up on when the shutdown "
                                         "ran out of time (limits.shutdown_timeout_s)", registry=r)
         self.queue_depth = Gauge("streamdet_queue_depth", "Windows waiting for the batcher", registry=r)
+        self.overloaded = Gauge("streamdet_overloaded", "1 while scoring is over its budget or latency target "
+                                "(windows shed, new streams refused, /readyz 503)", registry=r)
         self.batch_size = Histogram("streamdet_batch_size", "Windows per scored batch", buckets=BATCH_BUCKETS,
                                     registry=r)
         self.batch_seconds = Histogram("streamdet_batch_seconds", "Time to score one batch",

@@ -55,6 +55,7 @@ class StreamRegistry:
         max_streams_per_sender: int | None = None,
         max_seq_gap: int | None = None,
         audio_timeout_s: float | None = None,
+        overloaded: Callable[[], str | None] | None = None,
     ) -> None:
         self.policy = policy
         self.model_id = model_id
@@ -80,12 +81,19 @@ class StreamRegistry:
         """Largest forward jump of ``seq`` accepted within a stream (None: any)."""
         self.audio_timeout_s = audio_timeout_s
         """A stream with no samples (keep-alives only) for this long is ended (None: never)."""
+        self._overloaded = overloaded
+        """Why scoring is over capacity (the batcher's ``overloaded``), or None: new streams are
+        refused (``overloaded``) while it says so; live streams keep being served."""
 
     # --- the adapter side ------------------------------------------------------------------------
 
     @property
     def active(self) -> int:
         return len(self._active)
+
+    def overloaded(self) -> str | None:
+        """Why scoring is over capacity (``over_budget``, ``over_latency``), or None."""
+        return self._overloaded() if self._overloaded is not None else None
 
     def get(self, stream_id: str) -> StreamSession | None:
         """The live stream of that id, if any."""
@@ -256,6 +264,10 @@ class StreamRegistry:
             if held >= self.max_streams_per_sender:
                 raise StreamRejectedError("max_streams_per_sender",
                                           f"{owner.sender} already has {held} streams active")
+        why = self.overloaded()
+        if why is not None:
+            raise StreamRejectedError("overloaded", f"scoring is over capacity ({why}): no new streams until "
+                                      "it catches up")
         session = StreamSession(stream_id, sample_rate, channels, self.policy, created=arrival,
                                 last_arrival=arrival, owner=owner)
         self._active[stream_id] = session

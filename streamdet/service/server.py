@@ -59,7 +59,8 @@ class Service:
         self.policy = StreamPolicy.resolve(
             a.spoof_threshold, manifest_calibration(scorer.contract),
             hop=settings.window.hop_samples, k=a.k, n=a.n, m=a.m, min_speech=a.min_speech,
-            early=tuple(settings.window.early_samples), first_spoof_threshold=a.first_spoof_threshold)
+            early=tuple(settings.window.early_samples), first_spoof_threshold=a.first_spoof_threshold,
+            min_tail=settings.window.min_tail_samples)
         """The operating point every stream runs with (threshold resolved: settings > manifest > 0.5)."""
         self.metrics = ServiceMetrics()
         self.app: web.Application = build_app(self)
@@ -97,6 +98,11 @@ class Service:
     @property
     def active_streams(self) -> int:
         return self.registry.active if self.registry else 0
+
+    def overloaded(self) -> str | None:
+        """Why scoring is over capacity (``over_budget``, ``over_latency``: the batcher's shedding
+        bounds), or None. While it is, ``/readyz`` answers 503 and new streams are refused."""
+        return self.batcher.overloaded() if self.batcher is not None else None
 
     def add_ingest(self, adapter: IngestAdapter) -> None:
         """Add an ingest adapter, and its HTTP routes if it has any (before ``start``)."""
@@ -161,13 +167,16 @@ class Service:
             model_id=self.model_id, max_streams=s.limits.max_streams, idle_timeout_s=s.limits.idle_timeout_s,
             split_ingests=split_ingests(s), max_streams_per_sender=s.limits.max_streams_per_sender,
             max_seq_gap=s.limits.max_seq_gap, audio_timeout_s=s.limits.audio_timeout_s,
+            overloaded=self.overloaded,
         )
         self.batcher = Batcher(
             self.scorer, self.registry.on_result, self.registry.on_drop, max_batch=max_batch,
             max_wait_s=s.scoring.max_wait_ms / 1000.0, max_pending_per_stream=s.scoring.max_pending_per_stream,
-            on_batch=self._observe_batch, measure=self.registry.measure_speech,
+            max_pending_windows=s.scoring.max_pending_windows, max_pending_bytes=s.scoring.max_pending_bytes,
+            max_latency_s=s.scoring.max_latency_s, on_batch=self._observe_batch, measure=self.registry.measure_speech,
         )
         self.metrics.track_queue_depth(lambda: self.batcher.pending if self.batcher else 0)
+        self.metrics.overloaded.set_function(lambda: self.overloaded() is not None)
         self.batcher.start()
         ctx = IngestContext(self.registry, RejectReporter(self.metrics), self.metrics, self._context, self.publisher)
         for name, adapter in self.ingests.items():

@@ -42,6 +42,7 @@ from streamdet.stream.policy import (
     DEFAULT_K,
     DEFAULT_M,
     DEFAULT_MIN_SPEECH,
+    DEFAULT_MIN_TAIL,
     DEFAULT_N,
     NEVER_SPOOF_THRESHOLD,
     warn_deprecated,
@@ -84,6 +85,12 @@ class WindowSettings(_Section):
     early_samples: list[int] = list(DEFAULT_EARLY)
     """Ends of the early windows ``[0, e)`` of the first decision (e.g. ``[32000, 48000]`` for 2 and 3 s),
     each tiled to a full window and judged against ``alerts.first_spoof_threshold``; empty = none."""
+    min_tail_samples: int = Field(DEFAULT_MIN_TAIL, ge=0)
+    """A stream that ends shorter than a window gives one window, tiled to a full one, only if it has
+    at least this many samples (16,000 = 1 s); a shorter one ends with no window (its ``end`` event
+    says ``windows`` 0). A tiled window costs a full window to score: without this floor, one sample
+    and an end mark per new stream id would buy a full window each (docs/security.md, "Overload").
+    ``offline evaluate --serve-config`` reads it too, so offline replays give the same windows."""
 
 
 class ScoringSettings(_Section):
@@ -104,7 +111,21 @@ class ScoringSettings(_Section):
     max_wait_ms: float = Field(10.0, ge=0)
     """How long the batcher waits, after the oldest pending window arrived, for a fuller batch."""
     max_pending_per_stream: int = Field(8, ge=1)
-    """Windows of one stream waiting to be scored; beyond it the oldest is dropped (and counted)."""
+    """Windows of one stream waiting to be scored; beyond it the oldest is dropped (and counted,
+    ``overload``)."""
+    max_pending_windows: int = Field(1_024, ge=1)
+    """Windows of all streams together waiting to be scored. Beyond it the stream with the most
+    waiting loses its oldest (``streamdet_windows_dropped_total{reason="over_budget"}``; a stream's
+    newest window is never shed); at it, new streams are refused (``overloaded``) and ``/readyz``
+    answers 503 (docs/security.md, "Overload")."""
+    max_pending_bytes: int = Field(256 << 20, ge=1)
+    """Bytes of window audio waiting to be scored, all streams together (256 MiB: about 1,000
+    windows of 64,600 float32 samples); the same rules as ``max_pending_windows``."""
+    max_latency_s: float = Field(3.0, gt=0)
+    """The latency target: before each batch, windows that arrived longer ago than this are shed
+    (``over_latency``), except each stream's newest, so an overloaded service scores the present
+    instead of falling further behind; while it sheds (and for this long after), new streams are
+    refused and ``/readyz`` answers 503."""
     trust_unhashed: bool = False
     """Load a CM whose manifest has no ``weights_sha256`` (refused by default: altered weights would
     load without a word). ``streamdet serve --trust-unhashed``."""

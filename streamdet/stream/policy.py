@@ -16,6 +16,10 @@ here, and ``streamdet serve``, ``offline evaluate`` and ``offline calibrate`` al
 - **Speech gating**: a window whose speech fraction (``streamdet.stream.speech``) is below
   ``min_speech`` is *gated*: it counts neither as evidence nor as a clear vote, so silence, tones,
   noise and hold music can neither raise nor clear an alert (0 turns gating off).
+- **The shortest stream scored** (``min_tail``): a stream that ends before a full window gives one
+  tail window tiled to a full window, but only when it has at least ``min_tail`` samples (1 s by
+  default); a shorter one ends with no window. A tiled window costs as much to score as any other,
+  so without this floor one sample and an end mark would buy a full window of scoring.
 - **The first decision**: optional early windows ``[0, e)`` for ``e`` in ``early`` (e.g. 2 and 3 s,
   tiled to a full window as the paper pads short clips) are judged against the stricter
   ``first_spoof_threshold`` and feed the same k-of-n rule, so a call can alert before the
@@ -63,6 +67,9 @@ DEFAULT_K, DEFAULT_N, DEFAULT_M = 2, 3, 3
 
 DEFAULT_MIN_SPEECH = 0.3
 """A window with less than 30 % of its 32 ms frames judged speech does not count (gated)."""
+
+DEFAULT_MIN_TAIL = SAMPLE_RATE
+"""16,000 samples (1 s): a stream that ends with less gives no window (:class:`WindowGeometry`)."""
 
 DEFAULT_EARLY: tuple[int, ...] = ()
 """Early windows (their ends, in samples): none by default (docs/field-accuracy.md, "First decision")."""
@@ -120,16 +127,21 @@ class WindowGeometry:
     - Regular windows ``[i hop, i hop + window)`` for every i whose window fits in the stream.
     - At end of stream a tail window ``[total - window, total)``, unless the last window already
       ended there; a stream shorter than a window gives one window ``[0, total)``, tiled to
-      ``window`` samples.
+      ``window`` samples, if it has at least ``min_tail`` samples (none otherwise).
     """
 
     window: int = WINDOW_SAMPLES
     hop: int = DEFAULT_HOP
     early: tuple[int, ...] = DEFAULT_EARLY
+    min_tail: int = 0
+    """The fewest samples a stream shorter than a window needs for its (tiled) tail window; the
+    service's policy sets :data:`DEFAULT_MIN_TAIL`, 0 keeps every tail (a clip's own windows)."""
 
     def __post_init__(self) -> None:
         if self.window < 1 or self.hop < 1:
             raise ConfigError(f"window and hop must be positive, got window={self.window} hop={self.hop}")
+        if self.min_tail < 0:
+            raise ConfigError(f"the shortest tail must be >= 0 samples, got {self.min_tail}")
         early = tuple(self.early)
         if any(not 0 < e < self.window for e in early) or list(early) != sorted(set(early)):
             raise ConfigError(f"early window ends must increase strictly within (0, {self.window}), got {early}")
@@ -145,7 +157,9 @@ class WindowGeometry:
         """The tail window of a stream of ``total`` samples whose last window ended at ``last_end``."""
         if total <= 0 or total == last_end:
             return None
-        return (0, total) if total < self.window else (total - self.window, total)
+        if total < self.window:
+            return (0, total) if total >= self.min_tail else None
+        return (total - self.window, total)
 
     def spans(self, total: int) -> list[tuple[int, int]]:
         """(start, end) of every window of a stream of ``total`` samples, early and tail included."""
@@ -183,6 +197,8 @@ class StreamPolicy:
     """Ends (samples) of the early windows ``[0, e)`` of the first decision; empty = none."""
     first_spoof_threshold: float | None = None
     """The stricter threshold of the early windows; None = the spoof threshold."""
+    min_tail: int = DEFAULT_MIN_TAIL
+    """Samples a stream shorter than a window needs for its tiled tail window (:class:`WindowGeometry`)."""
 
     def __post_init__(self) -> None:
         check_spoof_threshold(self.spoof_threshold)
@@ -192,13 +208,14 @@ class StreamPolicy:
             raise ConfigError(f"need 1 <= k <= n and m >= 1, got k={self.k} n={self.n} m={self.m}")
         if not 0.0 <= self.min_speech <= 1.0:  # also refuses NaN
             raise ConfigError(f"min speech must be a fraction in [0, 1], got {self.min_speech}")
-        object.__setattr__(self, "early", WindowGeometry(self.window, self.hop, self.early).early)  # validates
+        geometry = WindowGeometry(self.window, self.hop, self.early, self.min_tail)  # validates
+        object.__setattr__(self, "early", geometry.early)
 
     @classmethod
     def resolve(cls, configured: float | None, calibration: Calibration | None, *,
                 configured_by: str = "settings", **rule: Any) -> StreamPolicy:
         """A policy with its threshold resolved (:func:`resolve_spoof_threshold`); ``rule``: hop, k, n, m,
-        window, min_speech, early, first_spoof_threshold."""
+        window, min_speech, early, first_spoof_threshold, min_tail."""
         threshold, source = resolve_spoof_threshold(configured, calibration, configured_by)
         return cls(threshold, source, **rule)
 
@@ -239,7 +256,7 @@ class StreamPolicy:
 
     @property
     def geometry(self) -> WindowGeometry:
-        return WindowGeometry(self.window, self.hop, self.early)
+        return WindowGeometry(self.window, self.hop, self.early, self.min_tail)
 
     @property
     def earliest_alert_s(self) -> float:
@@ -275,7 +292,7 @@ def early_ends(seconds: str) -> list[int]:
 
 def read_serve_config(path: str | Path) -> dict[str, Any]:
     """The operating point in a ``streamdet serve`` TOML file: its ``[alerts]`` threshold, k/n/m, speech
-    gate and first threshold and its ``[window]`` hop and early windows, as keyword arguments of :class:`StreamPolicy` (``spoof_threshold`` is None
+    gate and first threshold and its ``[window]`` hop, early windows and shortest tail, as keyword arguments of :class:`StreamPolicy` (``spoof_threshold`` is None
     when the file sets none). Only these keys are read; the service validates the rest."""
     path = Path(path)
     if not path.is_file():
@@ -299,4 +316,6 @@ def read_serve_config(path: str | Path) -> dict[str, Any]:
         out["hop"] = int(window["hop_samples"])
     if "early_samples" in window:
         out["early"] = tuple(int(e) for e in window["early_samples"])
+    if "min_tail_samples" in window:
+        out["min_tail"] = int(window["min_tail_samples"])
     return out

@@ -43,7 +43,7 @@ class StreamSession:
 
     def __post_init__(self) -> None:
         self.edge = EdgeResampler(self.sample_rate, self.channels)
-        self.windower = Windower(self.policy.hop, self.policy.window, self.policy.early)
+        self.windower = Windower(self.policy.hop, self.policy.window, self.policy.early, self.policy.min_tail)
         self.speech = SpeechTracker()
         """The stream's samples for the VAD; judged in the scoring thread (``speech.fraction``)."""
         self.alerts = self.policy.alert_machine()

@@ -9,7 +9,7 @@ every ``hop`` samples, and a tail window at the end); this module produces them 
 - Then one every ``hop`` samples: [hop, hop + W), [2 hop, 2 hop + W), ...
 - At end of stream, the geometry's tail window, if any; a stream shorter than W gives one window,
   tiled to W with ``streamdet.audio.fix_length`` as the paper pads short clips (its media span is
-  [0, total)).
+  [0, total)), if it has at least the geometry's ``min_tail`` samples.
 
 Memory is bounded: the ring holds W samples, which is all the future windows (and the tail) need.
 """
@@ -43,10 +43,11 @@ class Window:
 class Windower:
     """Push samples in, get complete windows out; ``finish`` gives the tail window."""
 
-    def __init__(self, hop: int, window: int = WINDOW_SAMPLES, early: tuple[int, ...] = ()) -> None:
+    def __init__(self, hop: int, window: int = WINDOW_SAMPLES, early: tuple[int, ...] = (),
+                 min_tail: int = 0) -> None:
         if hop < 1 or window < 1:
             raise ValueError("hop and window must be positive")
-        self.geometry = WindowGeometry(window, hop, early)
+        self.geometry = WindowGeometry(window, hop, early, min_tail)
         self._early = list(self.geometry.early)  # early ends not yet reached
         self.hop = hop
         self.window = window

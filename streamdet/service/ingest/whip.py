@@ -185,6 +185,9 @@ class WhipIngest:
         registry = self._ctx.registry
         if registry.active >= registry.max_streams:
             raise WhipError(503, "max_streams", f"{registry.max_streams} streams already active")
+        overload = registry.overloaded()
+        if overload is not None:
+            raise WhipError(503, "overloaded", f"scoring is over capacity ({overload}): try again later")
         summary = check_offer(offer)
 
         session = WhipSession(

@@ -9,6 +9,7 @@ from streamdet.audio import SAMPLE_RATE, WINDOW_SAMPLES
 from streamdet.bench.load import StepConfig, StreamPlan, Tracker, expected_windows, plan_streams, stream_audio
 from streamdet.bench.server import Endpoints, metrics_delta, parse_ready
 from streamdet.service.events import EndEvent, WindowEvent
+from streamdet.stream.policy import StreamPolicy
 from streamdet.stream.windower import Windower
 
 
@@ -17,7 +18,7 @@ from streamdet.stream.windower import Windower
                                    30 * SAMPLE_RATE, 30 * SAMPLE_RATE + 7])
 @pytest.mark.parametrize("hop", [8_000, 16_000, 24_000])
 def test_expected_windows_match_the_services_windower(total: int, hop: int):
-    windower = Windower(hop)
+    windower = Windower(hop, min_tail=StreamPolicy().min_tail)  # the service's: no window under 1 s
     emitted = len(windower.push(np.zeros(total, dtype=np.float32)))
     emitted += windower.finish() is not None
     assert expected_windows(total, hop) == emitted

@@ -4,15 +4,18 @@ model, not of ZeroMQ): these tests are about batching, waiting and dropping, not
 from __future__ import annotations
 
 import asyncio
+import time
 
 import numpy as np
 
-from streamdet.service.batcher import Batcher, WindowJob
+from streamdet.service.batcher import OVER_BUDGET, OVER_LATENCY, Batcher, WindowJob
 from streamdet.stream.windower import Window
 
+WINDOW_BYTES = 64_600 * 4
 
-def job(key: str, index: int) -> WindowJob:
-    return WindowJob(key, Window(index, index, index + 1, np.zeros(64600, np.float32)), arrival=0.0)
+
+def job(key: str, index: int, arrival: float = 0.0) -> WindowJob:
+    return WindowJob(key, Window(index, index, index + 1, np.zeros(64600, np.float32)), arrival=arrival)
 
 
 class Recorder:
@@ -106,6 +109,89 @@ async def test_close_scores_everything_queued(kit) -> None:
         batcher.submit(job("a", i))
     await batcher.close()
     assert [i for _, i, _ in rec.results] == [0, 1, 2, 3, 4]
+
+
+# --- shedding: the global budget and the latency target (synchronous: submit and shed_stale never wait)
+
+
+def test_over_the_4_window_budget_the_stream_with_most_pending_loses_its_oldest(kit) -> None:
+    rec = Recorder()
+    batcher = Batcher(kit.FakeScorer(), rec.on_result, rec.on_drop, max_pending_windows=4)
+    for i in range(5):
+        batcher.submit(job("a", i))  # the 5th is one over: "a"'s oldest goes
+    batcher.submit(job("b", 0))  # "b" is within its share: "a" (4 waiting) pays again
+    assert rec.drops == [("a", 0, OVER_BUDGET), ("a", 1, OVER_BUDGET)]
+    assert batcher.pending == 4 and batcher.pending_bytes == 4 * WINDOW_BYTES
+    assert batcher.overloaded() == OVER_BUDGET  # at the budget: no room for a new stream
+
+
+def test_the_budget_never_sheds_a_streams_only_window(kit) -> None:
+    # Six streams of one window each over a budget of 4: every stream keeps its newest, so nothing
+    # is shed, and the batcher says it is over budget (the registry then refuses new streams).
+    rec = Recorder()
+    batcher = Batcher(kit.FakeScorer(), rec.on_result, rec.on_drop, max_pending_windows=4)
+    for key in "abcdef":
+        batcher.submit(job(key, 0))
+    assert rec.drops == [] and batcher.pending == 6
+    assert batcher.overloaded() == OVER_BUDGET
+    batcher.submit(job("a", 1))  # but a stream with two waiting loses its older one
+    assert rec.drops == [("a", 0, OVER_BUDGET)]
+
+
+def test_the_byte_budget_of_3_windows_sheds_like_the_window_budget(kit) -> None:
+    rec = Recorder()
+    batcher = Batcher(kit.FakeScorer(), rec.on_result, rec.on_drop, max_pending_bytes=3 * WINDOW_BYTES)
+    batcher.submit(job("a", 0))
+    batcher.submit(job("a", 1))
+    assert batcher.overloaded() is None
+    batcher.submit(job("b", 0))
+    assert batcher.overloaded() == OVER_BUDGET and rec.drops == []
+    batcher.submit(job("b", 1))  # a tie (2 and 2): one of them loses its oldest
+    assert len(rec.drops) == 1 and rec.drops[0][1:] == (0, OVER_BUDGET)
+    assert batcher.pending_bytes == 3 * WINDOW_BYTES
+
+
+def test_windows_older_than_the_2s_target_are_shed_except_each_streams_newest(kit) -> None:
+    rec = Recorder()
+    batcher = Batcher(kit.FakeScorer(), rec.on_result, rec.on_drop, max_latency_s=2.0)
+    for i in range(4):
+        batcher.submit(job("a", i, arrival=float(i)))  # arrived at 0, 1, 2, 3 s
+    batcher.submit(job("b", 0, arrival=0.0))  # b's only window: never shed, however old
+    assert batcher.overloaded(now=1.5) is None
+    assert batcher.shed_stale(now=3.5) == 2  # 3.5 and 2.5 s old; the one of 1.5 s stays
+    assert rec.drops == [("a", 0, OVER_LATENCY), ("a", 1, OVER_LATENCY)]
+    assert batcher.pending == 3
+    assert batcher.overloaded(now=3.5) == OVER_LATENCY  # b's window is 3.5 s old
+
+
+async def test_after_shedding_the_batcher_stays_overloaded_for_the_target_then_recovers(kit) -> None:
+    rec = Recorder()
+    batcher = Batcher(kit.FakeScorer(), rec.on_result, rec.on_drop, max_latency_s=2.0, max_wait_s=0.0)
+    batcher.submit(job("a", 0, arrival=0.0))
+    batcher.submit(job("a", 1, arrival=10.0))
+    assert batcher.shed_stale(now=10.0) == 1
+    batcher.start()
+    await batcher.close()  # scores what is left: nothing waits now
+    assert [i for _, i, _ in rec.results] == [1]
+    assert batcher.overloaded(now=11.0) == OVER_LATENCY  # shed 1 s ago: not back yet (no flicker)
+    assert batcher.overloaded(now=12.5) is None
+
+
+async def test_a_slow_scorer_falling_behind_scores_each_streams_newest_windows(kit) -> None:
+    # 0.2 s per window, windows of "a" every 0.05 s: without a target the queue would grow (up to
+    # its per-stream cap) and scores fall further behind; with a 0.3 s target the stale ones go.
+    scorer, rec = kit.FakeScorer(delay_s=0.2), Recorder()
+    batcher = Batcher(scorer, rec.on_result, rec.on_drop, max_batch=1, max_wait_s=0.0,
+                      max_pending_per_stream=1_000, max_latency_s=0.3)
+    batcher.start()
+    for i in range(20):
+        batcher.submit(job("a", i, arrival=time.monotonic()))
+        await asyncio.sleep(0.05)
+    await batcher.close()
+    shed = [i for _, i, reason in rec.drops if reason == OVER_LATENCY]
+    scored = [i for _, i, _ in rec.results]
+    assert shed and sorted(shed + scored) == list(range(20)) and scored[-1] == 19
+    assert scored == sorted(scored)  # in order within the stream
 
 
 async def _until(condition) -> None:

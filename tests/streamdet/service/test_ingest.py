@@ -108,7 +108,7 @@ async def test_an_ended_stream_id_can_start_again_from_seq_0(kit, start_service,
     listener = service.listen()
     sock = push(service.ingest_endpoint)
     for _ in range(2):
-        await kit.send_all(sock, kit.frames_of("again", kit.tone(0.5)))
+        await kit.send_all(sock, kit.frames_of("again", kit.tone(1.0)))  # 1 s: the shortest scored
         assert (await kit.collect_until_end(listener, "again"))[-1].windows == 1
 
 
@@ -157,7 +157,7 @@ async def test_a_failing_frame_does_not_stop_ingest(kit, start_service, push, mo
     monkeypatch.setattr(service.registry, "push", push_or_fail)
     listener = service.listen()
     sock = push(service.ingest_endpoint)
-    await kit.send_all(sock, kit.frames_of("boom", kit.tone(0.2)) + kit.frames_of("fine", kit.tone(0.5)))
+    await kit.send_all(sock, kit.frames_of("boom", kit.tone(0.2)) + kit.frames_of("fine", kit.tone(1.0)))
     assert (await kit.collect_until_end(listener, "fine"))[-1].windows == 1
     _, metrics = await kit.http_get(service, "/metrics")
     assert kit.metric_value(metrics, "streamdet_ingest_rejects_total", reason="internal_error") == 1

@@ -50,10 +50,15 @@ def test_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_example_config_is_valid() -> None:
     s = load_settings(REPO / "configs" / "serve.toml")
     assert s.scoring.engine == "engines/codec_mellcnn"
+    defaults = load_settings()  # the example's overload bounds are the defaults it says they are
+    assert (s.scoring.max_pending_windows, s.scoring.max_pending_bytes, s.scoring.max_latency_s,
+            s.window.min_tail_samples) == (defaults.scoring.max_pending_windows, defaults.scoring.max_pending_bytes,
+                                           defaults.scoring.max_latency_s, defaults.window.min_tail_samples)
 
 
 @pytest.mark.parametrize("text", ["[scoring\n", "[alerts]\nk = 5\nn = 2\n", "[nope]\nx = 1\n",
-                                  "[limits]\nmax_streams = 0\n"])
+                                  "[limits]\nmax_streams = 0\n", "[scoring]\nmax_latency_s = 0\n",
+                                  "[window]\nmin_tail_samples = -1\n"])
 def test_invalid_settings_are_config_errors(tmp_path: Path, text: str) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(text)

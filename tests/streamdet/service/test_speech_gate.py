@@ -39,7 +39,8 @@ async def test_non_speech_raises_nothing_and_speech_after_it_still_alerts(shared
     # Every window is spoof evidence for this scorer (p_spoof 1): only the gate can keep alerts off.
     service = await start_service(kit.FakeScorer(p_bonafide=0.0), http={"enabled": False},
                                   alerts={"min_speech": DEFAULT_MIN_SPEECH},
-                                  scoring={"max_pending_per_stream": 1_000})  # sent at once: keep every window
+                                  scoring={"max_pending_per_stream": 1_000, "max_pending_windows": 1_000,
+                                           "max_latency_s": 3_600})  # sent at once: keep every window
     listener = service.listen(maxsize=10_000)
     quiet = _ten_minutes_without_speech()
     speech = load_audio(shared_dir / FAKE)

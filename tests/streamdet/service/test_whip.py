@@ -505,3 +505,25 @@ async def test_the_9th_pending_offer_is_refused_with_a_limit_of_8(start_service,
     offer = await make_offer()
     statuses = [(await request(service, "POST", f"/whip/p-{i}", offer))[0] for i in range(9)]
     assert statuses == [201] * 8 + [503]
+
+
+async def test_an_offer_while_scoring_is_at_its_1_window_budget_is_503_overloaded(start_service, kit, push) -> None:
+    # A scorer busy for 2 s per window and a budget of one waiting window: of two 1 s ZeroMQ
+    # streams, the first is being scored and the second waits, so the service is at its budget.
+    class Busy(kit.FakeScorer):
+        async def score(self, windows: np.ndarray) -> np.ndarray:
+            self.scoring.set()
+            return await super().score(windows)
+
+    scorer = Busy(delay_s=2.0)
+    scorer.scoring = asyncio.Event()
+    service = await start_service(scorer, whip=WHIP, scoring={"max_batch": 1, "max_pending_windows": 1})
+    socket = push(service.ingest_endpoint)
+    await kit.send_all(socket, kit.frames_of("first", kit.tone(1.0)))
+    await asyncio.wait_for(scorer.scoring.wait(), 10)
+    await kit.send_all(socket, kit.frames_of("second", kit.tone(1.0)))
+    await wait_until(lambda: service.batcher.pending == 1)
+    status, _, text = await request(service, "POST", "/whip/late", await make_offer())
+    assert "over_budget" in refused(503, text, "overloaded")["detail"]
+    assert await rejects(service, kit, "overloaded") == 1
+    assert service.whip.sessions == {}

@@ -112,9 +112,10 @@ def test_old_manifest_threshold_is_read_once_as_a_spoof_threshold() -> None:
 
 def test_serve_config_is_read_for_offline_use(tmp_path) -> None:
     path = tmp_path / "serve.toml"
-    path.write_text("[window]\nhop_samples = 8000\n[alerts]\nspoof_threshold = 0.75\nk = 1\nn = 2\nm = 4\n"
-                    "[scoring]\nengine = 'x'\n")
-    assert read_serve_config(path) == {"spoof_threshold": 0.75, "hop": 8000, "k": 1, "n": 2, "m": 4}
+    path.write_text("[window]\nhop_samples = 8000\nmin_tail_samples = 8000\n[alerts]\nspoof_threshold = 0.75\n"
+                    "k = 1\nn = 2\nm = 4\n[scoring]\nengine = 'x'\n")
+    assert read_serve_config(path) == {"spoof_threshold": 0.75, "hop": 8000, "k": 1, "n": 2, "m": 4,
+                                       "min_tail": 8000}
     path.write_text("[alerts]\nthreshold = 0.75\n")
     with pytest.warns(DeprecationWarning, match="alerts.spoof_threshold"):
         assert read_serve_config(path) == {"spoof_threshold": 0.75}
@@ -128,9 +129,9 @@ def test_serve_config_is_read_for_offline_use(tmp_path) -> None:
 # --- window geometry -----------------------------------------------------------------------------
 
 
-def _windower_spans(total: int, hop: int, window: int, chunk: int, early: tuple[int, ...] = ()
-                    ) -> list[tuple[int, int]]:
-    windower = Windower(hop, window, early)
+def _windower_spans(total: int, hop: int, window: int, chunk: int, early: tuple[int, ...] = (),
+                    min_tail: int = 0) -> list[tuple[int, int]]:
+    windower = Windower(hop, window, early, min_tail)
     out = []
     for start in range(0, total, chunk):
         out += windower.push(np.zeros(min(chunk, total - start), np.float32))
@@ -153,7 +154,35 @@ def test_geometry_at_the_services_numbers(seconds: float) -> None:
     total = round(seconds * 16_000)
     policy = StreamPolicy()
     assert (policy.window, policy.hop) == (WINDOW_SAMPLES, DEFAULT_HOP)
-    assert policy.geometry.spans(total) == _windower_spans(total, policy.hop, policy.window, chunk=3_200)
+    assert policy.geometry.spans(total) == _windower_spans(total, policy.hop, policy.window, chunk=3_200,
+                                                           min_tail=policy.min_tail)
+
+
+@pytest.mark.parametrize("window, hop, min_tail, early", [(100, 30, 50, ()), (100, 30, 100, ()), (100, 30, 150, ()),
+                                                          (100, 30, 50, (20, 70)), (7, 3, 4, ())])
+def test_geometry_with_a_shortest_tail_is_what_the_windower_emits(window: int, hop: int, min_tail: int,
+                                                                 early: tuple[int, ...]) -> None:
+    geometry = WindowGeometry(window, hop, early, min_tail)
+    for total in range(0, 4 * window + 2 * hop):
+        expected = _windower_spans(total, hop, window, chunk=13, early=early, min_tail=min_tail)
+        assert geometry.spans(total) == expected, total
+        assert geometry.count(total) == len(expected)
+
+
+def test_a_stream_shorter_than_1s_ends_with_no_window_and_one_of_1s_with_one_tiled() -> None:
+    # One sample and an end mark used to buy a full 64,600-sample window of scoring.
+    policy = StreamPolicy()
+    assert policy.min_tail == 16_000
+    assert policy.geometry.spans(1) == policy.geometry.spans(15_999) == []
+    assert policy.geometry.spans(16_000) == [(0, 16_000)]
+    assert policy.geometry.spans(WINDOW_SAMPLES + 1) == [(0, WINDOW_SAMPLES), (1, WINDOW_SAMPLES + 1)]
+    assert StreamPolicy(min_tail=0).geometry.spans(1) == [(0, 1)]
+    assert WindowGeometry().spans(1) == [(0, 1)]  # the bare geometry (a clip's windows) keeps every tail
+
+
+def test_a_negative_shortest_tail_is_refused() -> None:
+    with pytest.raises(ConfigError, match="shortest tail"):
+        StreamPolicy(min_tail=-1)
 
 
 def test_earliest_alert() -> None:
