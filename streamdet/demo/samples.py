@@ -32,13 +32,14 @@ class DemoSample:
         return self.label == "synthetic"
 
 
-# Chosen among redistributable clips (CC0 / Apache-2.0) that the shipped CM gets right: a demo of
-# the machinery, not a benchmark. docs/field-accuracy.md has the CM's measured error rates.
+# Built from Debian packages by scripts/make_demo_clips.py, seeds picked as clips the shipped CM gets
+# right: a demo of the machinery, not a benchmark (classic TTS, not modern neural fakes).
+# docs/field-accuracy.md has the CM's measured error rates.
 SAMPLES: tuple[DemoSample, ...] = (
-    DemoSample("genuine-e1tts-gt3", "genuine-e1tts-gt3.flac", "genuine",
-               "read English speech, a ground-truth recording from the E1 TTS demo page (12.1 s)"),
-    DemoSample("synthetic-cosyvoice-069", "synthetic-cosyvoice-069.flac", "synthetic",
-               "CosyVoice zero-shot TTS, from the E1 TTS demo page (11.4 s)"),
-    DemoSample("synthetic-e1tts-074", "synthetic-e1tts-074.flac", "synthetic",
-               "E1 TTS (DMD) zero-shot TTS, from the E1 TTS demo page (12.5 s)"),
+    DemoSample("genuine-asterisk-it", "genuine-asterisk-it.flac", "genuine",
+               "Italian telephone prompts read by a human voice actor, from asterisk-core-sounds-it (15.5 s)"),
+    DemoSample("synthetic-flite-rms", "synthetic-flite-rms.flac", "synthetic",
+               "English prompts spoken by the flite TTS voice rms (15.7 s)"),
+    DemoSample("synthetic-espeak-ng-it", "synthetic-espeak-ng-it.flac", "synthetic",
+               "Italian prompts spoken by the espeak-ng TTS voice it (14.1 s)"),
 )
