@@ -14,7 +14,9 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -60,7 +62,9 @@ def parse_ready(message: str) -> Endpoints:
 
 class ServerProcess:
     """``python -m streamdet serve --engine ENGINE`` on loopback ports, JSON logs on stderr (drained,
-    the last lines kept for error messages)."""
+    the last lines kept for error messages). Its event journal is a private one, removed at ``stop``
+    (unless ``STREAMDET_EVENTS__JOURNAL_PATH`` says where): a benchmark pays the journal's cost like a
+    real service, but must neither fill the user's journal nor collide with a service already running."""
 
     def __init__(self, engine: str | Path, serve_args: Sequence[str] = (), device: str | None = None) -> None:
         self.engine = str(engine)
@@ -71,6 +75,7 @@ class ServerProcess:
         self.log_tail: collections.deque[str] = collections.deque(maxlen=40)
         self.warnings = 0
         self._drain: asyncio.Task[None] | None = None
+        self._state_dir: str | None = None
 
     @property
     def pid(self) -> int | None:
@@ -89,6 +94,9 @@ class ServerProcess:
 
         root = str(Path(streamdet.__file__).resolve().parents[1])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+        if "STREAMDET_EVENTS__JOURNAL_PATH" not in env:
+            self._state_dir = tempfile.mkdtemp(prefix="streamdet-bench-")
+            env["STREAMDET_EVENTS__JOURNAL_PATH"] = str(Path(self._state_dir) / "events.sqlite")
         self.process = await asyncio.create_subprocess_exec(
             *self.command(), env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE)
@@ -141,6 +149,9 @@ class ServerProcess:
         if self._drain is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._drain, 5)
+        if self._state_dir is not None:
+            shutil.rmtree(self._state_dir, ignore_errors=True)
+            self._state_dir = None
         return self.process.returncode
 
 

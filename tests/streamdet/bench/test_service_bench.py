@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from streamdet.bench.load import StepConfig, run_step
-from streamdet.bench.server import Endpoints
+from streamdet.bench.server import Endpoints, ServerProcess
 from streamdet.bench.sweep import SLO
 from streamdet.cli import main
 from streamdet.manifest import InputContract
@@ -168,3 +168,18 @@ async def test_an_overloaded_service_shows_drops_and_fails_the_slo():
     assert step["metrics"]["windows_dropped_by_reason"] == {"overload": drops["metrics"]}
     assert step["windows_scored"] + drops["total"] == step["windows_expected"]
     assert any("dropped" in reason for reason in SLO().failures(step))
+
+
+async def test_two_bench_servers_run_side_by_side_each_with_a_private_journal(mel_cm_dir: Path, monkeypatch):
+    # The default journal admits one service; a benchmark must neither take the user's nor collide.
+    monkeypatch.delenv("STREAMDET_EVENTS__JOURNAL_PATH", raising=False)
+    servers = [ServerProcess(mel_cm_dir), ServerProcess(mel_cm_dir)]
+    try:
+        for server in servers:
+            await server.start(timeout_s=120)
+        dirs = [Path(s._state_dir) for s in servers if s._state_dir is not None]
+        assert len(dirs) == 2 and all((d / "events.sqlite").is_file() for d in dirs)
+    finally:
+        codes = [await server.stop() for server in servers]
+    assert codes == [0, 0]
+    assert not any(d.exists() for d in dirs)
