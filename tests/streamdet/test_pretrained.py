@@ -19,7 +19,7 @@ def test_shipped_cm_loads_with_its_calibration() -> None:
     manifest = read_cm_manifest(directory)
     assert manifest.architecture == "mel_lcnn" and manifest.name == "telephone_mellcnn"
     assert manifest.calibration is not None and 0.0 < manifest.calibration.spoof_threshold < 1.0
-    assert "dev" in manifest.calibration.description and manifest.trained_on
+    assert "real speech windows" in manifest.calibration.description and manifest.trained_on
     cm = load_cm(directory)  # strict weights, hash checked against the manifest
     assert (directory / "model.safetensors").stat().st_size < 5_000_000
     with torch.inference_mode():
@@ -30,9 +30,11 @@ def test_shipped_cm_loads_with_its_calibration() -> None:
 @pytest.mark.reference
 def test_shipped_cm_scores_real_above_and_fake_below_its_threshold(shared_dir, tmp_path) -> None:
     """Held-out ALM-ADD A07 (LauraGPT) clips, never trained or calibrated on, and an 8 kHz telephone
-    stand-in made from the real one: real above the calibrated threshold, fakes below it, on the
-    first window. A regression check of the shipped weights on clips it gets right: it does not get
-    every held-out clip right on one window (docs/field-accuracy.md has the streaming numbers)."""
+    stand-in made from the real one, on their first window: a regression check of the shipped weights
+    and threshold. Both real windows stay under the threshold; of the two fakes, the shipped
+    threshold (0.5 % of real speech windows of every field-data source alerting) flags the one with
+    p_spoof 0.99999 and lets the one with 0.9967 through: the price of few false alerts
+    (docs/field-accuracy.md has the streaming numbers)."""
     cm = load_cm(default_cm_dir())
     policy = StreamPolicy(cm.manifest.calibration.spoof_threshold)
     audio = shared_dir / "alm-add" / "audio" / "lauragpt"
@@ -44,4 +46,4 @@ def test_shipped_cm_scores_real_above_and_fake_below_its_threshold(shared_dir, t
     with torch.inference_mode():
         p_real, p_phone, *p_fakes = cm.bonafide_probability(torch.from_numpy(windows)).tolist()
     verdicts = policy.are_spoof(spoof_probability([p_real, p_phone, *p_fakes])).tolist()
-    assert verdicts == [False, False, True, True], ([p_real, p_phone, *p_fakes], policy.spoof_threshold)
+    assert verdicts == [False, False, False, True], ([p_real, p_phone, *p_fakes], policy.spoof_threshold)
