@@ -226,7 +226,8 @@ def service(args: argparse.Namespace) -> int:
         from streamdet.bench.server import ServerProcess
 
         command = ServerProcess(engine, serve_args, device=args.device).command()
-        reference = measure_service_scorer(engine, command[command.index("serve") + 1:])
+        serve_command = command[command.index("serve") + 1:]
+        reference = measure_service_scorer(engine, serve_command)
 
     async def main() -> dict[str, Any]:
         server = None
@@ -267,6 +268,10 @@ def service(args: argparse.Namespace) -> int:
         result = asyncio.run(main())
     except BenchError as exc:
         raise ConfigError(str(exc)) from exc
+    if reference is not None:
+        from streamdet.bench.efficiency import measure_service_scorer, reference_of
+
+        reference = reference_of(reference, measure_service_scorer(engine, serve_command))
     plot = args.plot or out.with_suffix(".png")
     plot_sweep(result["steps"], plot, slo.p99_ms,
                title=f"streamdet serve, {Path(engine).name if engine else 'remote'}, "

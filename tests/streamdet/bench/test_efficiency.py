@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streamdet.bench.efficiency import efficiency_line, service_efficiency, service_scoring
+from streamdet.bench.efficiency import efficiency_line, reference_of, service_efficiency, service_scoring
 
 
 def test_efficiency_is_the_windows_the_held_streams_need_over_the_model_only_rate():
@@ -32,3 +32,13 @@ def test_service_scoring_reads_the_serve_flags_and_resolves_the_cpu_batch(tmp_pa
     assert (scoring.threads, scoring.workers, scoring.max_batch, scoring.device) == (1, 2, 2, "cpu")
     scoring = service_scoring(["--engine", str(tmp_path), "--device", "cpu", "--max-batch=4"])
     assert (scoring.threads, scoring.workers, scoring.max_batch) == (0, 1, 4)
+
+
+def test_the_reference_is_the_faster_of_the_measurements_before_and_after_the_sweep():
+    before = {"windows_per_s": 34.4, "label": "torch", "threads": 2, "workers": 1, "batch_size": 2}
+    after = {**before, "windows_per_s": 96.0}
+    reference = reference_of(before, after)
+    assert reference["windows_per_s"] == 96.0 and reference["before"] == before and reference["after"] == after
+    assert reference_of(after, before)["windows_per_s"] == 96.0
+    line = efficiency_line(48, 1.0, reference)
+    assert "34.4 before the sweep, 96.0 after" in line and line.endswith("50 %")
