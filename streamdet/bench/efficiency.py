@@ -17,16 +17,19 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streamdet.errors import ConfigError
+
+if TYPE_CHECKING:
+    from streamdet.service.settings import ScoringSettings
 
 MODEL_ONLY_REPEATS = 100
 MODEL_ONLY_BUDGET_S = 5.0
 """Each measurement is short (a batch of two Mel-LCNN windows takes some 20-60 ms on two shared cores)."""
 
 
-def service_scoring(serve_command: Sequence[str]) -> Any:
+def service_scoring(serve_command: Sequence[str]) -> ScoringSettings:
     """The ``ScoringSettings`` that ``streamdet serve`` with these arguments (after ``serve``) uses,
     its defaults (and environment, config file) included, with ``max_batch`` resolved as serve does."""
     from streamdet.commands import serve
@@ -44,9 +47,9 @@ def measure_service_scorer(engine: str, serve_command: Sequence[str],
     """Model-only windows/s of ``engine`` at the service's threads, workers and batch size."""
     from streamdet.bench.model_only import BACKENDS, engine_candidates, run_model_only
 
-    scoring = service_scoring(serve_command)
     if engine.startswith("triton://"):
         raise ConfigError("the model-only reference needs a local engine, not a Triton server")
+    scoring = service_scoring(serve_command)
     candidates = engine_candidates(engine, BACKENDS, scoring.max_batch, scoring.device, scoring.w2v2_source)
     result = run_model_only(candidates, [scoring.max_batch], [scoring.threads or None], MODEL_ONLY_REPEATS,
                             MODEL_ONLY_BUDGET_S, workers=[scoring.workers], say=say)
