@@ -220,6 +220,14 @@ def service(args: argparse.Namespace) -> int:
         serve_args.append(f"--threads={args.threads[0]}")
     load = _wait(args)
     out = args.out = _out_path(args, "sweep" if args.sweep else "service")
+    reference = None  # the scorer alone, same settings as the service: before it starts, not beside it
+    if args.sweep and engine is not None:
+        from streamdet.bench.efficiency import measure_service_scorer
+        from streamdet.bench.server import ServerProcess
+
+        command = ServerProcess(engine, serve_args, device=args.device).command()
+        serve_command = command[command.index("serve") + 1:]
+        reference = measure_service_scorer(engine, serve_command)
 
     async def main() -> dict[str, Any]:
         server = None
@@ -260,6 +268,10 @@ def service(args: argparse.Namespace) -> int:
         result = asyncio.run(main())
     except BenchError as exc:
         raise ConfigError(str(exc)) from exc
+    if reference is not None:
+        from streamdet.bench.efficiency import measure_service_scorer, reference_of
+
+        reference = reference_of(reference, measure_service_scorer(engine, serve_command))
     plot = args.plot or out.with_suffix(".png")
     plot_sweep(result["steps"], plot, slo.p99_ms,
                title=f"streamdet serve, {Path(engine).name if engine else 'remote'}, "
@@ -267,8 +279,13 @@ def service(args: argparse.Namespace) -> int:
                                          if args.whip_streams else ""))
     best = result["max_streams_meeting_slo"]
     if args.sweep:
+        from streamdet.bench.efficiency import efficiency_line, service_efficiency
+
         print(f"largest stream count meeting the SLO (p99 <= {slo.p99_ms:.0f} ms, drops <= {slo.max_drops}): "
               f"{best if best is not None else 'none'}")
+        print(efficiency_line(best, args.hop, reference))
+        result["model_only_reference"] = reference
+        result["service_efficiency"] = service_efficiency(best, args.hop, reference and reference["windows_per_s"])
     print(f"plot: {plot}")
     _finish(args, "sweep" if args.sweep else "service", {
         "kind": "service_sweep" if args.sweep else "service", "machine": machine_info(),

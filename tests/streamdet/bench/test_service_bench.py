@@ -57,6 +57,13 @@ def test_ci_sweep_writes_json_and_plot(mel_cm_dir: Path, tmp_path: Path, capsys)
     met = [s["streams"] for s in steps if s["slo_met"]]
     assert report["max_streams_meeting_slo"] == (max(met) if met and steps[0]["slo_met"] else None)
     assert status == (0 if report["max_streams_meeting_slo"] is not None else 1)
+    # The scorer alone at the service's settings (threads 1, workers 1, CPU batch 2), timed before the sweep.
+    reference = report["model_only_reference"]
+    assert (reference["threads"], reference["workers"], reference["batch_size"]) == (1, 1, 2)
+    assert reference["windows_per_s"] == max(reference["before"]["windows_per_s"], reference["after"]["windows_per_s"]) > 0
+    best = report["max_streams_meeting_slo"]
+    assert report["service_efficiency"] == (None if best is None else pytest.approx(best / reference["windows_per_s"]))
+    assert "service efficiency:" in printed
 
 
 def test_some_streams_over_whip(mel_cm_dir: Path, tmp_path: Path):
