@@ -38,9 +38,11 @@ def _property(frame: zmq.Frame, name: str) -> str:
         return ""
 
 
-def sender_of(frame: zmq.Frame) -> str:
-    """Who sent a message, as the transport vouches for it: ``curve:<key>``, else ``addr:<ip>``."""
-    user = _property(frame, "User-Id")
+def sender_of(frame: zmq.Frame, curve: bool = True) -> str:
+    """Who sent a message, as the transport vouches for it: ``curve:<key>``, else ``addr:<ip>``.
+    ``curve`` False (the socket has no CURVE) skips the key lookup: without ZAP there is none, and
+    asking costs a raised and caught ZMQError per frame."""
+    user = _property(frame, "User-Id") if curve else ""
     if user:
         return f"curve:{user}"
     return f"addr:{_property(frame, 'Peer-Address') or 'local'}"
@@ -70,6 +72,7 @@ class ZmqIngest:
         """Frames ZeroMQ queues per connected sender: set, or derived from the byte budget."""
         self.endpoint = settings.endpoint
         """The bound endpoint, with the actual port when a wildcard (``tcp://127.0.0.1:*``) was asked."""
+        self._curve = settings.curve_secret_key is not None
         self._socket: zmq.asyncio.Socket | None = None
         self._task: asyncio.Task[None] | None = None
         self._ctx: IngestContext | None = None
@@ -117,7 +120,7 @@ class ZmqIngest:
                 while True:
                     # NOBLOCK on an asyncio socket: an already-completed future (or zmq.Again).
                     frames = self._socket.recv_multipart(flags=zmq.NOBLOCK, copy=False).result()
-                    self.handle([f.bytes for f in frames], time.monotonic(), sender_of(frames[0]))
+                    self.handle([f.bytes for f in frames], time.monotonic(), sender_of(frames[0], self._curve))
             self._socket.close()
             self._socket = None
 
@@ -138,7 +141,7 @@ class ZmqIngest:
                 except zmq.Again:
                     break
                 parts = [f.bytes for f in frames]
-                self.handle(parts, time.monotonic(), sender_of(frames[0]))
+                self.handle(parts, time.monotonic(), sender_of(frames[0], self._curve))
                 budget -= sum(map(len, parts))
                 if budget <= 0:
                     break
