@@ -31,15 +31,14 @@ MODEL_ONLY_BUDGET_S = 5.0
 
 def service_scoring(serve_command: Sequence[str]) -> ScoringSettings:
     """The ``ScoringSettings`` that ``streamdet serve`` with these arguments (after ``serve``) uses,
-    its defaults (and environment, config file) included, with ``max_batch`` resolved as serve does."""
+    its defaults (and environment, config file) included, with ``max_batch`` and ``workers`` resolved as serve does."""
     from streamdet.commands import serve
     from streamdet.service.settings import load_settings
 
     parser = argparse.ArgumentParser(prog="streamdet", add_help=False)
     serve.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["serve", *serve_command])
-    scoring = load_settings(args.config, serve.overrides_from(args)).scoring
-    return scoring.model_copy(update={"max_batch": scoring.max_batch or serve.default_max_batch(scoring.device)})
+    return serve.resolve_scoring(load_settings(args.config, serve.overrides_from(args)).scoring)
 
 
 def measure_service_scorer(engine: str, serve_command: Sequence[str],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from streamdet.stream.policy import early_ends
 
 if TYPE_CHECKING:
     from streamdet.service.server import Service
+    from streamdet.service.settings import ScoringSettings
 
 EXIT_UNSCORED = 3
 """Exit status when the graceful shutdown ran out of time and windows were left unscored."""
@@ -140,13 +142,12 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, overrides_from(args))
     if settings.log_format == "json":
         use_json_logs()
-    scoring = settings.scoring
+    scoring = resolve_scoring(settings.scoring)
     engine = scoring.engine or _shipped_cm(PULL_HINT)
     try:
         scorer = open_scorer(engine, device=scoring.device, w2v2_source=scoring.w2v2_source,
-                             max_batch=scoring.max_batch or default_max_batch(scoring.device),
-                             threads=scoring.threads or None, workers=scoring.workers,
-                             trust_unhashed=scoring.trust_unhashed)
+                             max_batch=scoring.max_batch, threads=scoring.threads or None,
+                             workers=scoring.workers, trust_unhashed=scoring.trust_unhashed)
     except PretrainedModelError as exc:  # name the service's ways to set the source, not only the flag
         raise PretrainedModelError(exc.source, exc.reason, W2V2_SOURCE_REMEDY) from exc
     service = asyncio.run(_serve(settings, scorer))
@@ -169,12 +170,29 @@ def _shipped_cm(pull_hint: str) -> str:
     return str(directory)
 
 
-def default_max_batch(device: str) -> int:
-    """2 windows per batch on CPU (larger Mel-LCNN batches cost more per window there), 32 on GPU."""
+def _on_gpu(device: str) -> bool:
     import torch
 
-    on_gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
-    return 32 if on_gpu else 2
+    return device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+
+
+def default_max_batch(device: str) -> int:
+    """2 windows per batch on CPU (larger Mel-LCNN batches cost more per window there), 32 on GPU."""
+    return 32 if _on_gpu(device) else 2
+
+
+def default_workers(device: str, max_batch: int) -> int:
+    """On CPU one scoring worker per window of a batch, at most one per core; 1 on GPU (a GPU takes
+    the whole batch at once)."""
+    return 1 if _on_gpu(device) else max(1, min(max_batch, os.cpu_count() or 1))
+
+
+def resolve_scoring(scoring: ScoringSettings) -> ScoringSettings:
+    """``scoring`` with what was left to serve filled in per device (``max_batch``, ``workers``): the
+    one place serve, the demo and the bench's model-only reference take them from."""
+    max_batch = scoring.max_batch or default_max_batch(scoring.device)
+    workers = scoring.workers or default_workers(scoring.device, max_batch)
+    return scoring.model_copy(update={"max_batch": max_batch, "workers": workers})
 
 
 async def _serve(settings, scorer) -> Service:

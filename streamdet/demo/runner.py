@@ -60,14 +60,13 @@ def demo_settings(options: DemoOptions) -> Settings:
 
 def open_demo_scorer(settings: Settings) -> Scorer:
     """The configured engine, else the CM shipped in the package; as ``streamdet serve`` opens it."""
-    from streamdet.commands.serve import default_max_batch
+    from streamdet.commands.serve import resolve_scoring
     from streamdet.pretrained import default_cm_dir
     from streamdet.scoring import open_scorer
 
-    scoring = settings.scoring
+    scoring = resolve_scoring(settings.scoring)
     return open_scorer(scoring.engine or str(default_cm_dir()), device=scoring.device,
-                       w2v2_source=scoring.w2v2_source,
-                       max_batch=scoring.max_batch or default_max_batch(scoring.device),
+                       w2v2_source=scoring.w2v2_source, max_batch=scoring.max_batch,
                        threads=scoring.threads or None, workers=scoring.workers)
 
 

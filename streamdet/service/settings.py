@@ -101,10 +101,12 @@ class ScoringSettings(_Section):
     w2v2_source: str | None = None
     threads: int = Field(0, ge=0)
     """Intra-op threads for the torch backend; 0 keeps torch's default."""
-    workers: int = Field(1, ge=1)
+    workers: int | None = Field(None, ge=1)
     """Threads scoring the parts of a batch concurrently (torch on CPU), each with ``threads`` intra-op
-    threads (0: the cores divided among them). 2 with threads 1 keeps both cores of a 2-core machine
-    busy without OpenMP's spin-waiting (docs/benchmarks.md)."""
+    threads (0: the cores divided among them). None lets ``streamdet serve`` choose: on CPU one per
+    window of the batch (2 workers of one thread each on a 2-core machine, which keeps both cores
+    busy without OpenMP's spin-waiting and degrades gently when the cores are shared;
+    docs/benchmarks.md), 1 on GPU."""
     max_batch: int | None = Field(None, ge=1)
     """Most windows per scored batch; None lets ``streamdet serve`` choose: 2 on CPU, where larger
     batches of the Mel-LCNN cost more per window (its activations outgrow the caches), 32 on GPU."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from streamdet.bench.efficiency import efficiency_line, reference_of, service_efficiency, service_scoring
+from streamdet.commands import serve
 
 
 def test_efficiency_is_the_windows_the_held_streams_need_over_the_model_only_rate():
@@ -30,8 +31,20 @@ def test_service_scoring_reads_the_serve_flags_and_resolves_the_cpu_batch(tmp_pa
     monkeypatch.delenv("STREAMDET_SCORING__MAX_BATCH", raising=False)
     scoring = service_scoring(["--engine", str(tmp_path), "--device", "cpu", "--threads=1", "--workers=2"])
     assert (scoring.threads, scoring.workers, scoring.max_batch, scoring.device) == (1, 2, 2, "cpu")
+    monkeypatch.setattr(serve.os, "cpu_count", lambda: 2)
     scoring = service_scoring(["--engine", str(tmp_path), "--device", "cpu", "--max-batch=4"])
-    assert (scoring.threads, scoring.workers, scoring.max_batch) == (0, 1, 4)
+    assert (scoring.threads, scoring.workers, scoring.max_batch) == (0, 2, 4)  # a worker per core
+
+
+def test_serve_defaults_on_cpu_are_a_batch_of_two_and_a_single_threaded_worker_per_window(tmp_path, monkeypatch):
+    for name in ("STREAMDET_SCORING__MAX_BATCH", "STREAMDET_SCORING__WORKERS", "STREAMDET_SCORING__THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(serve.os, "cpu_count", lambda: 2)
+    scoring = service_scoring(["--engine", str(tmp_path), "--device", "cpu"])
+    assert (scoring.max_batch, scoring.workers, scoring.threads) == (2, 2, 0)  # 0: the cores divided among them
+    monkeypatch.setattr(serve.os, "cpu_count", lambda: 1)
+    assert service_scoring(["--engine", str(tmp_path), "--device", "cpu"]).workers == 1
+    assert service_scoring(["--engine", str(tmp_path), "--device", "cpu", "--workers=3"]).workers == 3
 
 
 def test_the_reference_is_the_faster_of_the_measurements_before_and_after_the_sweep():
