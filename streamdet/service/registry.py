@@ -56,6 +56,7 @@ class StreamRegistry:
         max_seq_gap: int | None = None,
         audio_timeout_s: float | None = None,
         overloaded: Callable[[], str | None] | None = None,
+        score_events: bool = True,
     ) -> None:
         self.policy = policy
         self.model_id = model_id
@@ -84,6 +85,8 @@ class StreamRegistry:
         self._overloaded = overloaded
         """Why scoring is over capacity (the batcher's ``overloaded``), or None: new streams are
         refused (``overloaded``) while it says so; live streams keep being served."""
+        self.score_events = score_events
+        """Publish a ``score`` event per window (False: alert transitions and ``end`` only)."""
 
     # --- the adapter side ------------------------------------------------------------------------
 
@@ -310,7 +313,8 @@ class StreamRegistry:
         )
         score = WindowEvent(event="score", **fields)
         self._last_score[session] = score
-        self._publisher.publish(score)
+        if self.score_events:
+            self._publisher.publish(score)
         self._metrics.windows_scored.inc()
         self._metrics.latency.observe(latency)
         if transition is not None:

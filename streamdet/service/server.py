@@ -167,7 +167,7 @@ class Service:
             model_id=self.model_id, max_streams=s.limits.max_streams, idle_timeout_s=s.limits.idle_timeout_s,
             split_ingests=split_ingests(s), max_streams_per_sender=s.limits.max_streams_per_sender,
             max_seq_gap=s.limits.max_seq_gap, audio_timeout_s=s.limits.audio_timeout_s,
-            overloaded=self.overloaded,
+            overloaded=self.overloaded, score_events=s.events.score_events,
         )
         self.batcher = Batcher(
             self.scorer, self.registry.on_result, self.registry.on_drop, max_batch=max_batch,

@@ -293,6 +293,11 @@ class EventsSettings(_Section):
     node_id: str | None = Field(None, pattern=NODE_ID_PATTERN)
     """This service's name in every event (``node``, and ``event_id = <node>-<seq>``); None = the id
     stored in the journal, made once from the host name and a random suffix."""
+    score_events: bool = True
+    """Publish a ``score`` event for every scored window. False (large deployments whose consumers
+    want alerts only): no ``score`` events anywhere (socket, journal, sinks, ``/events``); alert
+    transitions, ``end`` and heartbeats go out as before, and ``GET /streams`` still shows each
+    stream's last window."""
     journal: bool = True
     """Append every event to the journal before publishing it, so subscribers can replay what they
     missed (``GET /events/journal``, ``streamdet subscribe --since``); false = publish only."""

@@ -66,3 +66,16 @@ async def test_heartbeats_keep_a_quiet_subscriber_waiting_and_their_absence_ends
         await service.stop()
         with pytest.raises(ServerGoneError, match="is the server at tcp://127.0.0.1"):
             await waiting
+
+
+async def test_without_score_events_only_alert_transitions_and_the_end_go_out(start_service, kit, push) -> None:
+    service = await start_service(kit.FakeScorer(p_bonafide=0.1), events={"score_events": False})
+    everything = service.listen("")
+    await kit.send_all(push(service.ingest_endpoint), kit.frames_of("fake-1", kit.tone(6.0)))
+    seen = []
+    while not seen or seen[-1].event != "ended":
+        seen.append(await everything.get(30))
+    assert [event.event for event in seen] == ["raised", "end", "ended"]
+    assert seen[1].windows == 3  # every window was scored, none published as a score event
+    _, metrics = await kit.http_get(service, "/metrics")
+    assert kit.metric_value(metrics, "streamdet_windows_scored_total") == 3
