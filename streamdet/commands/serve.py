@@ -31,6 +31,7 @@ FLAGS: tuple[tuple[str, str, str, Any, str], ...] = (
     ("--w2v2-source", "scoring", "w2v2_source", str, "XLS-R location for W2V2 CMs (hub id or directory)"),
     ("--threads", "scoring", "threads", int, "torch intra-op threads (0 = torch's default)"),
     ("--workers", "scoring", "workers", int, "threads scoring parts of a batch concurrently (torch, CPU)"),
+    ("--batches-in-flight", "scoring", "batches_in_flight", int, "batches scored at once"),
     ("--max-batch", "scoring", "max_batch", int, "most windows per scored batch"),
     ("--max-wait-ms", "scoring", "max_wait_ms", float, "longest wait for a fuller batch"),
     ("--max-pending", "scoring", "max_pending_per_stream", int, "windows queued per stream before dropping"),

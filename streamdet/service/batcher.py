@@ -8,6 +8,12 @@ worker thread while the scorer scores it (the service measures each window's spe
 event loop and overlapping the model). ``submit`` never blocks: when a stream's
 queue is full its oldest window is dropped and handed to ``on_drop``.
 
+Up to ``max_in_flight`` batches are scored at once (1: one after the other). With more, the next
+batch is formed and handed to a thread while the last is still being scored, so the model never
+waits for the event loop between batches (on a 2-core CPU, the gap while the loop drains frames and
+publishes results left a core idle). A stream has windows in at most one batch in flight, so its
+results still come in order.
+
 Overload is shed, not queued, so that an overloaded service stays near real time (each window
 shed goes to ``on_drop`` with its reason; a stream's newest window is never shed, so every stream
 keeps being scored):
@@ -27,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Hashable
@@ -79,9 +86,10 @@ class Batcher:
         max_latency_s: float | None = None,
         on_batch: BatchCallback | None = None,
         measure: MeasureCallback | None = None,
+        max_in_flight: int = 1,
     ) -> None:
         """``max_pending_windows``, ``max_pending_bytes``, ``max_latency_s``: the shedding bounds
-        (module docstring); None = unbounded."""
+        (module docstring); None = unbounded. ``max_in_flight``: batches scored at once."""
         self.scorer = scorer
         self.max_batch = max(1, min(max_batch, scorer.max_batch))
         self.max_wait_s = max_wait_s
@@ -89,6 +97,9 @@ class Batcher:
         self.max_pending_windows = max_pending_windows
         self.max_pending_bytes = max_pending_bytes
         self.max_latency_s = max_latency_s
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
+        self.max_in_flight = max_in_flight
         self._on_result = on_result
         self._on_drop = on_drop
         self._on_batch = on_batch
@@ -102,6 +113,9 @@ class Batcher:
         self._wake = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._busy: set[Hashable] = set()
+        """Streams with windows in a batch being scored: the next batch takes none of theirs."""
 
     @property
     def pending(self) -> int:
@@ -197,29 +211,54 @@ class Batcher:
         """Stop now (``close`` ran out of time): cancel the task and forget the queued windows. Neither
         callback is called for them, nor for the batch being scored: their submitters count them."""
         self._closing = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, *self._in_flight):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self._queues, self._pending, self._pending_bytes = {}, 0, 0
 
     async def _run(self) -> None:
         while True:
             if not self._queues:
                 if self._closing:
-                    return
-                self._wake.clear()
-                await self._wake.wait()
+                    break
+                await self._sleep()
+                continue
+            if len(self._in_flight) >= self.max_in_flight or not self._available():
+                await self._sleep()  # a batch finishing (or a new window) wakes us
                 continue
             await self._wait_for_batch()
             if not self._closing:  # closing scores everything still queued
                 self.shed_stale()
-            await self._score(self._take())
+            batch = self._take()
+            if batch:
+                self._busy.update(job.key for job in batch)
+                task = asyncio.create_task(self._score(batch), name="streamdet-batch")
+                self._in_flight.add(task)
+                task.add_done_callback(self._batch_done)
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight)
+
+    async def _sleep(self) -> None:
+        self._wake.clear()
+        await self._wake.wait()
+
+    def _batch_done(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._wake.set()
+
+    def _available(self) -> int:
+        """Windows waiting that the next batch may take (none of a stream in a batch being scored)."""
+        if not self._busy:
+            return self._pending
+        return sum(len(queue) for key, queue in self._queues.items() if key not in self._busy)
 
     async def _wait_for_batch(self) -> None:
         """Until max_batch windows wait, or the oldest has waited max_wait (or we are closing)."""
-        while self._pending < self.max_batch and not self._closing:
-            oldest = min(queue[0].enqueued for queue in self._queues.values())
+        while self._available() < self.max_batch and not self._closing:
+            oldest = min((queue[0].enqueued for key, queue in self._queues.items() if key not in self._busy),
+                         default=-math.inf)
             delay = oldest + self.max_wait_s - time.monotonic()
             if delay <= 0:
                 return
@@ -231,8 +270,10 @@ class Batcher:
 
     def _take(self) -> list[WindowJob]:
         batch: list[WindowJob] = []
-        while len(batch) < self.max_batch and self._queues:
-            key = next(iter(self._queues))
+        while len(batch) < self.max_batch:
+            key = next((key for key in self._queues if key not in self._busy), None)
+            if key is None:
+                break
             queue = self._queues.pop(key)
             batch.append(self._pop_oldest(queue))
             if queue:
@@ -240,11 +281,18 @@ class Batcher:
         return batch
 
     async def _score(self, batch: list[WindowJob]) -> None:
+        try:
+            await self._score_and_report(batch)
+        finally:
+            self._busy.difference_update(job.key for job in batch)
+
+    async def _score_and_report(self, batch: list[WindowJob]) -> None:
         started = time.monotonic()
         try:
             scoring = self.scorer.score(np.stack([job.window.samples for job in batch]))
             if self._measure is not None:
-                # Both finish before the next batch starts (one measuring thread at a time).
+                # Both finish before this batch's streams can be in another (a stream's speech is
+                # measured by one thread at a time).
                 probs, measured = await asyncio.gather(scoring, asyncio.to_thread(self._measure, batch),
                                                        return_exceptions=True)
                 for outcome in (probs, measured):

@@ -110,6 +110,10 @@ class ScoringSettings(_Section):
     max_batch: int | None = Field(None, ge=1)
     """Most windows per scored batch; None lets ``streamdet serve`` choose: 2 on CPU, where larger
     batches of the Mel-LCNN cost more per window (its activations outgrow the caches), 32 on GPU."""
+    batches_in_flight: int = Field(1, ge=1)
+    """Batches scored at once: with 2, the next batch goes to a thread while the last is still being
+    scored, so the model never waits for the event loop between batches (a stream is in one batch
+    at a time, so its results keep their order)."""
     max_wait_ms: float = Field(10.0, ge=0)
     """How long the batcher waits, after the oldest pending window arrived, for a fuller batch."""
     max_pending_per_stream: int = Field(8, ge=1)

@@ -197,3 +197,77 @@ async def test_a_slow_scorer_falling_behind_scores_each_streams_newest_windows(k
 async def _until(condition) -> None:
     while not condition():
         await asyncio.sleep(0.005)
+
+
+class HeldScorer:
+    """Wraps the fake scorer: each batch waits until the test releases it, and records the first
+    sample of every window it got (the tests put a window's code there)."""
+
+    def __init__(self, kit) -> None:
+        self.inner = kit.FakeScorer()
+        self.contract, self.model_id, self.max_batch = self.inner.contract, "held@0", 64
+        self.started: list[list[float]] = []
+        self.release = asyncio.Event()
+
+    async def score(self, windows: np.ndarray) -> np.ndarray:
+        self.started.append([float(w[0]) for w in windows])
+        await self.release.wait()
+        return self.inner.score_batch(windows)
+
+
+def coded_job(key: str, index: int, code: float) -> WindowJob:
+    return WindowJob(key, Window(index, index, index + 1, np.full(64600, code, np.float32)), arrival=0.0)
+
+
+async def test_with_two_in_flight_the_next_batch_is_scored_while_the_first_is(kit) -> None:
+    for in_flight, expected_started in ((1, 1), (2, 2)):
+        scorer, rec = HeldScorer(kit), Recorder()
+        batcher = Batcher(scorer, rec.on_result, rec.on_drop, max_batch=2, max_wait_s=0.0, max_in_flight=in_flight)
+        batcher.start()
+        for code, key in enumerate("abcdef"):
+            batcher.submit(coded_job(key, 0, code))
+        await asyncio.sleep(0.1)
+        assert len(scorer.started) == expected_started and rec.results == []
+        scorer.release.set()
+        await asyncio.wait_for(_until(lambda: len(rec.results) == 6), 5)
+        assert sorted(key for key, _, _ in rec.results) == list("abcdef") and rec.drops == []
+        await batcher.close()
+
+
+async def test_a_stream_is_never_in_two_batches_in_flight_so_its_results_stay_in_order(kit) -> None:
+    scorer, rec = HeldScorer(kit), Recorder()
+    batcher = Batcher(scorer, rec.on_result, rec.on_drop, max_batch=2, max_wait_s=0.0, max_in_flight=2)
+    batcher.start()
+    for index in range(4):
+        batcher.submit(coded_job("a", index, float(index)))  # one stream only
+    await asyncio.sleep(0.1)
+    assert scorer.started == [[0.0, 1.0]]  # its next windows wait for this batch, not a second thread
+    scorer.release.set()
+    await asyncio.wait_for(_until(lambda: len(rec.results) == 4), 5)
+    assert [index for _, index, _ in rec.results] == [0, 1, 2, 3]
+    assert scorer.started == [[0.0, 1.0], [2.0, 3.0]]
+    await batcher.close()
+
+
+async def test_close_waits_for_every_batch_in_flight_and_abandon_cancels_them(kit) -> None:
+    scorer, rec = HeldScorer(kit), Recorder()
+    batcher = Batcher(scorer, rec.on_result, rec.on_drop, max_batch=1, max_wait_s=0.0, max_in_flight=2)
+    batcher.start()
+    batcher.submit(coded_job("a", 0, 0.0))
+    batcher.submit(coded_job("b", 0, 1.0))
+    await asyncio.wait_for(_until(lambda: len(scorer.started) == 2), 5)
+    closing = asyncio.create_task(batcher.close())
+    await asyncio.sleep(0.05)
+    assert not closing.done()
+    scorer.release.set()
+    await asyncio.wait_for(closing, 5)
+    assert sorted(key for key, _, _ in rec.results) == ["a", "b"]
+
+    held, rec = HeldScorer(kit), Recorder()
+    batcher = Batcher(held, rec.on_result, rec.on_drop, max_batch=1, max_wait_s=0.0, max_in_flight=2)
+    batcher.start()
+    batcher.submit(coded_job("a", 0, 0.0))
+    batcher.submit(coded_job("b", 0, 1.0))
+    await asyncio.wait_for(_until(lambda: len(held.started) == 2), 5)
+    await asyncio.wait_for(batcher.abandon(), 5)  # never released: both batches are cancelled
+    assert rec.results == [] and rec.drops == []
