@@ -184,7 +184,7 @@ def _rtp_ingest_enabled(enabled: bool) -> Iterator[None]:
 
 def service(args: argparse.Namespace) -> int:
     from streamdet.bench.load import StepConfig, load_clips, run_step
-    from streamdet.bench.server import Endpoints, ServerProcess
+    from streamdet.bench.server import Endpoints, ProcessStats, ServerProcess
     from streamdet.bench.sweep import DEFAULT_SWEEP, SLO, parse_counts, sweep
 
     connect = args.connect or args.ingest or args.events
@@ -230,12 +230,13 @@ def service(args: argparse.Namespace) -> int:
         reference = measure_service_scorer(engine, serve_command)
 
     async def main() -> dict[str, Any]:
-        server = None
+        server, idle_rss = None, None
         if engine is not None:
             server = ServerProcess(engine, serve_args, device=args.device)
             with _rtp_ingest_enabled(args.transport == "rtp"):
                 endpoints = await server.start()
             pid = server.pid
+            idle_rss = ProcessStats(pid).rss_bytes()  # started and warmed up, no stream yet
         else:
             endpoints = Endpoints.for_host(args.connect or "127.0.0.1", args.ingest, args.events, args.http)
             pid = args.server_pid
@@ -261,6 +262,7 @@ def service(args: argparse.Namespace) -> int:
             status = await server.stop() if server else None
         result["server"] = {"started": server is not None, "serve_args": serve_args if server else None,
                             "exit_status": status, "log_warnings": server.warnings if server else None,
+                            "rss_idle_mb": round(idle_rss / 2**20, 1) if idle_rss else None,
                             "endpoints": endpoints.__dict__}
         return result
 
