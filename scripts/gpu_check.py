@@ -5,10 +5,13 @@ For each CM (a random Mel-LCNN and a W2V2-AASIST on a random XLS-R-300M-shaped f
 or the CMs you pass): export ONNX (and a TensorRT fp16 plan where TensorRT is installed), score the
 same windows with every scorer available on the device, compare each with the torch CM in fp32 on
 CPU (fp16 tolerance 1e-2 on the bona fide probability; fp32 engines 1e-4), and time windows/s per
-batch size. Needs no network. Runs within 8 minutes on one H100 (``--budget-s`` guards the timing).
+batch size. Then the service sweep (``streamdet bench --sweep``) with the Mel-LCNN on the device: the
+host path (ingest, windows, batching, events) feeding the GPU scorer, as the service runs it. Needs
+no network. Runs within 8 minutes on one H100 (``--budget-s`` guards the timing and the sweep).
 
     python scripts/gpu_check.py --out gpu_check.json                 # CUDA machine
     python scripts/gpu_check.py --device cpu --quick --out smoke.json # anywhere, about a minute
+    python scripts/gpu_check.py --sweep '' --out gpu_check.json       # without the service sweep
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ FP16_TOLERANCE = 1e-2
 FP32_TOLERANCE = 1e-4
 BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 QUICK_BATCHES = (1, 4)
+SWEEP_STREAMS = "64,128,256,512"
+"""Real-time streams per sweep step on a GPU (1-s hop): what one host feeds a GPU scorer."""
+SWEEP_DURATION_S = 20.0
 
 log = logging.getLogger("gpu_check")
 
@@ -130,6 +136,26 @@ def throughput(scorer: object, batch: int, seconds: float, rng: np.random.Genera
     return batch * calls / (time.perf_counter() - started)
 
 
+def service_sweep(cm_dir: Path, device: str, streams: str, duration_s: float, work: Path,
+                  timeout_s: float) -> dict:
+    """``streamdet bench --sweep`` with this CM on ``device`` (a real ``streamdet serve``): its JSON
+    report, or what stopped it. Each step runs whatever the one before did (``--keep-going``)."""
+    import subprocess
+
+    out = work / "sweep.json"
+    command = [sys.executable, "-m", "streamdet", "bench", "--engine", str(cm_dir), "--device", device, "--sweep",
+               "--keep-going", "--streams", streams, "--duration", str(duration_s), "--out", str(out)]
+    log.info("service sweep: %s", " ".join(command))
+    try:
+        done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired:
+        return {"command": command, "error": f"timed out after {timeout_s:.0f} s"}
+    if not out.is_file():
+        return {"command": command, "error": f"exit status {done.returncode}", "stderr": done.stderr[-2000:]}
+    return {"command": command, "exit_status": done.returncode, "report": json.loads(out.read_text()),
+            "stdout": done.stdout[-2000:]}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu")
@@ -141,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", default=None, help="comma-separated batch sizes")
     parser.add_argument("--seconds", type=float, default=None, help="timing per batch size")
     parser.add_argument("--budget-s", type=float, default=420.0, help="stop timing after this many seconds")
+    parser.add_argument("--sweep", default=None, metavar="STREAMS",
+                        help=f"stream counts of the service sweep (default {SWEEP_STREAMS}; --quick: none; '' skips it)")
+    parser.add_argument("--sweep-duration", type=float, default=SWEEP_DURATION_S, help="seconds per sweep step")
     parser.add_argument("--out", type=Path, default=Path("gpu_check.json"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -171,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         report["tensorrt"] = None
     rng = np.random.default_rng(0)
+    sweep_streams = args.sweep if args.sweep is not None else ("" if args.quick else SWEEP_STREAMS)
     ok = True
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
         work = Path(tmp)
@@ -193,6 +223,10 @@ def main(argv: list[str] | None = None) -> int:
                 entry["windows_per_s"][name] = rates
                 scorer.close()
             report["models"][label] = entry
+            if label == "mel_lcnn" and sweep_streams:
+                remaining = args.budget_s - (time.monotonic() - started)
+                report["service_sweep"] = service_sweep(cm_dir, args.device, sweep_streams, args.sweep_duration,
+                                                        work, max(60.0, remaining))
     report["elapsed_s"] = round(time.monotonic() - started, 1)
     report["ok"] = ok
     args.out.write_text(json.dumps(report, indent=2) + "\n")
