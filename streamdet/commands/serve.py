@@ -138,11 +138,13 @@ def run(args: argparse.Namespace) -> int:
     from streamdet.scoring import open_scorer
     from streamdet.scoring.select import PULL_HINT
     from streamdet.service.logs import use_json_logs
+    from streamdet.service.memory import limit_malloc_arenas
     from streamdet.service.settings import load_settings
 
     settings = load_settings(args.config, overrides_from(args))
     if settings.log_format == "json":
         use_json_logs()
+    limit_malloc_arenas()  # before the scorer starts its threads (streamdet.service.memory)
     scoring = resolve_scoring(settings.scoring)
     engine = scoring.engine or _shipped_cm(PULL_HINT)
     try:

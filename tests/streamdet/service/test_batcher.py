@@ -229,7 +229,7 @@ async def test_with_two_in_flight_the_next_batch_is_scored_while_the_first_is(ki
         await asyncio.sleep(0.1)
         assert len(scorer.started) == expected_started and rec.results == []
         scorer.release.set()
-        await asyncio.wait_for(_until(lambda: len(rec.results) == 6), 5)
+        await asyncio.wait_for(_until(lambda rec=rec: len(rec.results) == 6), 5)
         assert sorted(key for key, _, _ in rec.results) == list("abcdef") and rec.drops == []
         await batcher.close()
 

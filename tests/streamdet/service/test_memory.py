@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from streamdet.service.memory import HeapTrimmer
+from streamdet.service.memory import HeapTrimmer, limit_malloc_arenas
 
 MIB = 1 << 20
 needs_glibc = pytest.mark.skipif(not HeapTrimmer().available or not Path("/proc/self/statm").exists(),
@@ -94,3 +94,49 @@ async def test_without_glibc_the_trimmer_does_nothing_and_run_returns(monkeypatc
     trimmer.trim()
     await asyncio.wait_for(trimmer.run(), 5)
     assert trimmer.trims == 0
+
+
+ARENAS_PROBE = """
+import ctypes, ctypes.util, sys, tempfile, threading
+from streamdet.service.memory import limit_malloc_arenas
+limited = limit_malloc_arenas() if sys.argv[1] == "limit" else None
+libc = ctypes.CDLL(ctypes.util.find_library("c"))
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+ready, done = threading.Barrier(9), threading.Event()
+def worker():
+    libc.malloc(1024)  # a thread's first malloc attaches it to an arena (a new one while allowed)
+    ready.wait()
+    done.wait()
+threads = [threading.Thread(target=worker) for _ in range(8)]
+for t in threads: t.start()
+ready.wait()
+libc.fopen.restype, libc.fopen.argtypes = ctypes.c_void_p, [ctypes.c_char_p, ctypes.c_char_p]
+libc.malloc_info.argtypes, libc.fclose.argtypes = [ctypes.c_int, ctypes.c_void_p], [ctypes.c_void_p]
+with tempfile.NamedTemporaryFile(suffix=".xml") as out:
+    handle = libc.fopen(out.name.encode(), b"w")
+    libc.malloc_info(0, handle)
+    libc.fclose(handle)
+    print(limited, open(out.name).read().count("<heap nr="))
+done.set()
+"""
+
+
+@needs_glibc
+def test_limiting_arenas_makes_eight_threads_share_two_heaps_instead_of_one_each() -> None:
+    # In a fresh interpreter: arenas are per process, and the test session's threads have theirs.
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+
+    def heaps(mode: str) -> tuple[str, int]:
+        out = subprocess.run([sys.executable, "-c", ARENAS_PROBE, mode], capture_output=True, text=True,
+                             env=env, check=True, timeout=60).stdout.split()
+        return out[0], int(out[1])
+
+    assert heaps("limit") == ("True", 2)
+    _, unlimited = heaps("default")
+    assert unlimited >= 5  # glibc's default: a new arena per thread, up to 8 per core
+
+
+@needs_glibc
+def test_an_operators_malloc_arena_max_wins(monkeypatch) -> None:
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert limit_malloc_arenas() is False
