@@ -18,18 +18,22 @@ windows that never came (expected from the stream lengths), the server's CPU use
 and after, and how late the client sent frames (a client that cannot keep real-time pace offers less
 load than it claims; such a step fails).
 
-The service is started or reached with ``streamdet.bench.server``. One pacing loop sends every
-stream's frames through one ``Sender`` (``streamdet.client``), so the driver stays cheap on a small
-machine that it shares with the server.
+The service is started or reached with ``streamdet.bench.server``. The driver shares the machine with
+the server, so every CPU millisecond it spends is taken from what it measures: the ZeroMQ streams'
+frames are encoded before the step's clock starts (``streamdet.bench.encoded``: the very bytes
+``encode_frame`` gives, the send time written in at send time), one pacing loop hands them to one
+``Sender`` (``streamdet.client``) without waiting when ZeroMQ's queue has room, and the score events
+are read from a plain SUB socket and parsed only as far as needed (``streamdet.bench.feed``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,10 +42,13 @@ import numpy as np
 
 from streamdet.audio import SAMPLE_RATE, WINDOW_SAMPLES, load_audio
 from streamdet.bench import ws_load
-from streamdet.bench.pacing import paced
+from streamdet.bench.encoded import FRAME_OVERHEAD_BYTES, EncodedStream, HeaderPrefixes
+from streamdet.bench.feed import ScoreFeed
+from streamdet.bench.pacing import DEFAULT_TICK_S, paced
 from streamdet.bench.server import Endpoints, ProcessStats, metrics_delta, scrape_metrics
 from streamdet.bench.stats import latency_summary
 from streamdet.errors import BenchError, ConfigError
+from streamdet.service.frames import FORMATS
 from streamdet.stream.policy import DEFAULT_MIN_TAIL, WindowGeometry
 
 log = logging.getLogger(__name__)
@@ -116,6 +123,8 @@ class StepConfig:
     """The one codec the WHIP publishers offer (``WHIP_CODECS``)."""
     ws_streams: int = 0
     """How many of the streams (after the WHIP ones) go over the media-stream WebSocket ingest."""
+    pacing_tick_ms: float = 1000 * DEFAULT_TICK_S
+    """The ZeroMQ pacing loop wakes at most once per tick (``streamdet.bench.pacing``); 0: at every due time."""
 
     @property
     def hop_samples(self) -> int:
@@ -180,28 +189,34 @@ class Tracker:
         self.last_score_at: float | None = None
 
     def on_event(self, event: Any, received: float) -> None:
-        record = self.records.get(event.stream_id)
+        """An event object (``streamdet.service.events``): its fields as ``on_message`` reads them."""
+        self.on_message(vars(event), received)
+
+    def on_message(self, event: Mapping[str, Any], received: float) -> None:
+        """An event as its parsed JSON (``ScoreFeed``): only the keys needed are read."""
+        record = self.records.get(event["stream_id"])
         if record is None:
             self.foreign += 1  # another client's stream on a shared service
             return
-        if event.event == "end":
-            record.end = {"windows": event.windows, "dropped": event.dropped, "reason": event.reason,
-                          "duration": event.duration}
+        kind = event["event"]
+        if kind == "end":
+            record.end = {"windows": event["windows"], "dropped": event["dropped"], "reason": event["reason"],
+                          "duration": event["duration"]}
             return
-        if event.event != "score":
+        if kind != "score":
             return
         record.scores += 1
         if self.first_score_at is None:
             self.first_score_at = received
         self.last_score_at = received
-        index = record.frame_of(round(event.end * SAMPLE_RATE) - record.lag_samples)
+        index = record.frame_of(round(event["end"] * SAMPLE_RATE) - record.lag_samples)
         if index >= len(record.sent):
             self.unmatched += 1  # a score before its last sample was sent: impossible unless ids clash
             return
         latency = received - record.sent[index]
         self.latencies.append(latency)
         self.by_transport.setdefault(record.plan.transport, []).append(latency)
-        self.service_latencies.append(event.latency_ms / 1000.0)
+        self.service_latencies.append(event["latency_ms"] / 1000.0)
 
     @property
     def ended(self) -> int:
@@ -211,23 +226,44 @@ class Tracker:
 # --- one step ---------------------------------------------------------------------------------------
 
 
-async def _pace(sender: Any, plans: Sequence[StreamPlan], tracker: Tracker, config: StepConfig,
-                lags: list[float]) -> None:
-    """Send every ZeroMQ stream's frames at real-time pace; a frame is due when its last sample is."""
+AHEAD_BYTES = 256 << 20
+"""At most this much of a step's frames is held encoded ahead: a sweep's largest default step (128
+streams of 30 s in s16le 20-ms frames, ~130 MB) is encoded whole before its clock starts; a longer
+one in blocks that fit (the next encoded when a stream reaches it)."""
+
+
+def encode_streams(plans: Sequence[StreamPlan], config: StepConfig,
+                   block_frames: int | None = None) -> dict[int, EncodedStream]:
+    """The ZeroMQ streams' frames, encoded ahead (``streamdet.bench.encoded``), by plan index; the
+    first ``block_frames`` of each here, before the step's clock starts (None: as many as
+    ``AHEAD_BYTES`` holds, at least one second's)."""
+    chosen = [i for i, plan in enumerate(plans) if plan.transport == "zmq"]
+    chunk = config.chunk_samples
+    if block_frames is None:
+        frame_bytes = chunk * FORMATS[config.fmt].itemsize + FRAME_OVERHEAD_BYTES
+        longest = max((-(-len(plans[i].audio) // chunk) for i in chosen), default=1)
+        block_frames = min(longest, max(round(SAMPLE_RATE / chunk), AHEAD_BYTES // (frame_bytes * max(1, len(chosen)))))
+    headers = HeaderPrefixes(SAMPLE_RATE, 1, config.fmt)
+    return {i: EncodedStream(plans[i].stream_id, plans[i].audio, chunk, headers, block_frames) for i in chosen}
+
+
+async def _pace(sender: Any, plans: Sequence[StreamPlan], streams: dict[int, EncodedStream], tracker: Tracker,
+                config: StepConfig, lags: list[float]) -> None:
+    """Send every ZeroMQ stream's frames at real-time pace; a frame is due when its last sample is.
+    The frames are encoded ahead (``encode_streams``): per frame, only the send time is written."""
     chunk = config.chunk_samples
     start = time.monotonic() + 0.05
     schedule = {
-        i: [start + plan.start_offset_s + min((k + 1) * chunk, len(plan.audio)) / SAMPLE_RATE
-            for k in range(max(1, -(-len(plan.audio) // chunk)))]
-        for i, plan in enumerate(plans) if plan.transport == "zmq"}
-    async for i, k, due in paced(schedule):
-        plan = plans[i]
-        begin, end = k * chunk, min((k + 1) * chunk, len(plan.audio))
-        await sender.send_frame(plan.stream_id, k, plan.audio[begin:end], SAMPLE_RATE, config.fmt,
-                                end=end == len(plan.audio), ts=time.time())
-        sent = time.monotonic()
-        tracker.records[plan.stream_id].sent.append(sent)
-        lags.append(max(0.0, sent - due))
+        i: [start + plans[i].start_offset_s + min((k + 1) * chunk, len(plans[i].audio)) / SAMPLE_RATE
+            for k in range(stream.frames)]
+        for i, stream in streams.items()}
+    sent_times = {i: tracker.records[plans[i].stream_id].sent for i in streams}
+    monotonic, wall, send = time.monotonic, time.time, sender.send_encoded
+    async for i, k, due in paced(schedule, config.pacing_tick_ms / 1000):
+        await send(streams[i].message(k, wall()))
+        sent = monotonic()
+        sent_times[i].append(sent)
+        lags.append(sent - due if sent > due else 0.0)
 
 
 async def _publish_whip(http: str | None, plans: Sequence[StreamPlan], tracker: Tracker, config: StepConfig,
@@ -257,10 +293,12 @@ async def _publish_whip(http: str | None, plans: Sequence[StreamPlan], tracker: 
     await asyncio.gather(*(one(plan) for plan in plans))
 
 
-async def _follow(subscriber: Any, tracker: Tracker, streams: int) -> None:
+async def _follow(feed: ScoreFeed, tracker: Tracker, streams: int) -> None:
     while tracker.ended < streams:
-        event = await subscriber.recv()
-        tracker.on_event(event, time.monotonic())
+        payloads = await feed.batch()
+        received = time.monotonic()  # those already queued came no later than this
+        for payload in payloads:
+            tracker.on_message(json.loads(payload), received)
 
 
 async def _sample_rss(stats: ProcessStats, peak: list[int], interval_s: float = 0.5) -> None:
@@ -274,7 +312,7 @@ async def _sample_rss(stats: ProcessStats, peak: list[int], interval_s: float = 
 async def run_step(endpoints: Endpoints, config: StepConfig, clips: Sequence[np.ndarray] = (),
                    server_pid: int | None = None) -> dict[str, Any]:
     """Drive one step against a running service; returns its measurements (see the module docstring)."""
-    from streamdet.client import Sender, Subscriber
+    from streamdet.client import Sender
 
     if config.streams < 1 or config.duration_s <= 0:
         raise ConfigError("a load step needs at least one stream and a positive duration")
@@ -282,6 +320,7 @@ async def run_step(endpoints: Endpoints, config: StepConfig, clips: Sequence[np.
     if config.whip_codec not in WHIP_CODECS:
         raise ConfigError(f"WHIP codec {config.whip_codec!r}: choose from {', '.join(WHIP_CODECS)}")
     tracker = Tracker(plans, config.chunk_samples, config.whip_codec)
+    encoded = encode_streams(plans, config)
     stats = ProcessStats(server_pid)
     lags: list[float] = []
     whip_errors: list[str] = []
@@ -292,16 +331,16 @@ async def run_step(endpoints: Endpoints, config: StepConfig, clips: Sequence[np.
     load_before = [round(x, 2) for x in os.getloadavg()]
     sampler = asyncio.create_task(_sample_rss(stats, peak_rss))
     settled = True
-    async with Subscriber(endpoints.events, ["score."]) as subscriber:
+    async with ScoreFeed(endpoints.events) as feed:
         try:
-            await subscriber.wait_connected(timeout=15)
+            await feed.wait_connected(timeout=15)
         except TimeoutError:
             sampler.cancel()
             raise BenchError(f"no connection to the event socket {endpoints.events}") from None
-        follower = asyncio.create_task(_follow(subscriber, tracker, len(plans)))
+        follower = asyncio.create_task(_follow(feed, tracker, len(plans)))
         started = time.monotonic()
         async with Sender(endpoints.ingest, send_hwm=100_000) as sender:
-            await asyncio.gather(_pace(sender, plans, tracker, config, lags),
+            await asyncio.gather(_pace(sender, plans, encoded, tracker, config, lags),
                                  _publish_whip(endpoints.http, plans, tracker, config, whip_errors),
                                  ws_load.publish_media_ws(endpoints.http, plans, tracker, ws_errors, lags))
             sent_at = time.monotonic()

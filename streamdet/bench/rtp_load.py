@@ -22,6 +22,7 @@ import aiohttp
 import numpy as np
 
 from streamdet.audio import SAMPLE_RATE, resample
+from streamdet.bench.feed import ScoreFeed
 from streamdet.bench.load import (
     StepConfig,
     StreamPlan,
@@ -103,8 +104,6 @@ def rtp_packet_counts(before: dict[str, float], after: dict[str, float]) -> dict
 async def run_rtp_step(endpoints: Endpoints, config: StepConfig, clips: Sequence[np.ndarray] = (),
                        server_pid: int | None = None) -> dict[str, Any]:
     """One load step over RTP; the same record as ``streamdet.bench.load.run_step`` plus ``rtp_packets``."""
-    from streamdet.client import Subscriber
-
     if config.streams < 1 or config.duration_s <= 0:
         raise ConfigError("a load step needs at least one stream and a positive duration")
     if not endpoints.http:
@@ -124,12 +123,12 @@ async def run_rtp_step(endpoints: Endpoints, config: StepConfig, clips: Sequence
     settled = True
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
-        async with Subscriber(endpoints.events, ["score."]) as subscriber:
+        async with ScoreFeed(endpoints.events) as feed:
             try:
-                await subscriber.wait_connected(timeout=15)
+                await feed.wait_connected(timeout=15)
             except TimeoutError:
                 raise BenchError(f"no connection to the event socket {endpoints.events}") from None
-            follower = asyncio.create_task(_follow(subscriber, tracker, len(plans)))
+            follower = asyncio.create_task(_follow(feed, tracker, len(plans)))
             started = time.monotonic()
             await _pace(sock, plans, sessions, tracker, lags)
             sent_at = time.monotonic()

@@ -40,6 +40,7 @@ from typing import Any, overload
 import numpy as np
 
 from streamdet.audio import SAMPLE_RATE
+from streamdet.bench.encoded import HeaderPrefixes, PayloadBlocks, stamp
 from streamdet.bench.load import expected_windows, load_clips
 from streamdet.bench.machine import load_average, machine_info
 from streamdet.bench.pacing import paced
@@ -220,9 +221,13 @@ class SoakLoad:
         self.phase = [i * self.frames_per_segment // streams for i in range(streams)]
         self.open: dict[str, Segment] = {}
         self.interval = Interval()
+        # What is sent, encoded ahead (streamdet.bench.encoded): a block of payloads per stream at a
+        # time (the audio loops), headers by (seq, end), the same for every segment.
+        self.headers = HeaderPrefixes(SAMPLE_RATE)
+        self.payloads = [PayloadBlocks(audio, chunk, wrap=True) for audio in self.audio]
 
-    def frame(self, i: int, k: int, last: bool) -> tuple[Segment, int, np.ndarray, bool]:
-        """Stream ``i``'s frame ``k``: its segment, its seq within it, its samples, whether it ends it."""
+    def _place(self, i: int, k: int, last: bool) -> tuple[Segment, int, bool]:
+        """Stream ``i``'s frame ``k``: its segment, its seq within it, whether it ends it."""
         position = k + self.phase[i]
         number = position // self.frames_per_segment
         seq = position % self.frames_per_segment if number else k
@@ -230,8 +235,20 @@ class SoakLoad:
         segment = self.open.get(stream_id)
         if segment is None:
             segment = self.open[stream_id] = Segment(stream_id)
+        return segment, seq, last or (position + 1) % self.frames_per_segment == 0
+
+    def frame(self, i: int, k: int, last: bool) -> tuple[Segment, int, np.ndarray, bool]:
+        """Stream ``i``'s frame ``k``: its segment, its seq within it, its samples, whether it ends it."""
+        segment, seq, end = self._place(i, k, last)
         samples = self.audio[i].take(np.arange(k * self.chunk, (k + 1) * self.chunk), mode="wrap")
-        return segment, seq, samples, last or (position + 1) % self.frames_per_segment == 0
+        return segment, seq, samples, end
+
+    def message(self, i: int, k: int, last: bool, ts: float) -> tuple[Segment, list[bytes]]:
+        """``frame(i, k, last)`` as the ZeroMQ message ``encode_frame`` makes of it, sent at ``ts``
+        (s16le), from what is encoded ahead: no numpy and no JSON per frame."""
+        segment, seq, end = self._place(i, k, last)
+        header = stamp(self.headers(seq, end), ts)
+        return segment, [segment.stream_id.encode("utf-8"), header, self.payloads[i][k]]
 
     def on_event(self, event: Any, received: float) -> None:
         segment = self.open.get(event.stream_id)
@@ -363,11 +380,11 @@ class Soak:
         schedule = {i: FrameTimes(started + float(rng.uniform(0, self.config.hop_s)), frame_s, frames)
                     for i in range(self.config.streams)}
         async for i, k, due in paced(schedule):
-            segment, seq, samples, end = self.load.frame(i, k, k == frames - 1)
-            await sender.send_frame(segment.stream_id, seq, samples, SAMPLE_RATE, "s16le", end=end, ts=time.time())
+            segment, message = self.load.message(i, k, k == frames - 1, time.time())
+            await sender.send_encoded(message)
             sent = time.monotonic()
             segment.sent.append(sent)
-            segment.samples += len(samples)
+            segment.samples += self.chunk  # the audio loops: every frame is whole
             self.load.interval.lags.append(max(0.0, sent - due))
 
     async def _follow(self, subscriber: Any) -> None:

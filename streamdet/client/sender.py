@@ -38,6 +38,8 @@ DEFAULT_INGEST = "tcp://127.0.0.1:5555"
 _HANDSHAKE_FAILED = zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | \
     zmq.EVENT_HANDSHAKE_FAILED_AUTH
 
+_MORE_NOWAIT, _NOWAIT = int(zmq.SNDMORE | zmq.NOBLOCK), int(zmq.NOBLOCK)
+
 FrameCallback = Callable[[str, int, int, float], None]
 """Called after each frame is handed to ZeroMQ: (stream_id, seq, end sample (native rate), monotonic time)."""
 
@@ -88,6 +90,8 @@ class Sender:
         # without a word; the monitor lets wait_connected tell the caller instead.
         self._monitor = self._socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | _HANDSHAKE_FAILED)
         self._connected = False
+        self._nowait = zmq.Socket.shadow(self._socket.underlying)
+        """The same socket, blocking API: a send that cannot wait (NOBLOCK) needs no asyncio future."""
         self._socket.connect(endpoint)
 
     async def wait_connected(self, timeout: float = 10.0) -> None:
@@ -127,6 +131,23 @@ class Sender:
         """Send one frame; waits only if ZeroMQ's send queue is full (the service is not keeping up
         or not there). ``token``: the stream's secret (docs/protocol.md, "Who owns a stream")."""
         await self._socket.send_multipart(encode_frame(stream_id, seq, samples, sample_rate, fmt, end, ts, token))
+
+    async def send_encoded(self, parts: list[bytes]) -> None:
+        """Send one frame already encoded (``encode_frame``'s parts): handed to ZeroMQ at once when its
+        send queue has room, without a future or a turn of the event loop (a load client sends
+        thousands a second), else waits like ``send_frame``. Await each before the next: a send still
+        waiting would be overtaken."""
+        send = self._nowait.send
+        try:
+            send(parts[0], _MORE_NOWAIT)
+        except zmq.Again:  # the queue is full: wait for room, as send_frame does
+            await self._socket.send_multipart(parts)
+            return
+        # Part by part with plain int flags (send_multipart combines enum flags per part, a cost
+        # here). Only a message's first part can find the queue full, so the rest go through.
+        for part in parts[1:-1]:
+            send(part, _MORE_NOWAIT)
+        send(parts[-1], _NOWAIT)
 
     async def send_array(self, stream_id: str, samples: np.ndarray, sample_rate: int, *, fmt: str = "f32le",
                          speed: float | None = None, chunk_ms: float = 20.0,

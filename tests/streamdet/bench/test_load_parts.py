@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from streamdet.audio import SAMPLE_RATE, WINDOW_SAMPLES
 from streamdet.bench.load import StepConfig, StreamPlan, Tracker, expected_windows, plan_streams, stream_audio
 from streamdet.bench.server import Endpoints, metrics_delta, parse_ready
-from streamdet.service.events import EndEvent, WindowEvent
+from streamdet.service.events import EndEvent, WindowEvent, encode_event
 from streamdet.stream.policy import StreamPolicy
 from streamdet.stream.windower import Windower
 
@@ -106,3 +108,20 @@ def test_metrics_delta_counts_what_a_step_added():
     assert delta["whip_rejects"] == 3 and delta["whip_concealed_s"] == pytest.approx(0.04)
     assert delta["mean_batch_size"] == pytest.approx(2.0) and delta["mean_batch_ms"] == pytest.approx(20.0)
     assert metrics_delta(before, {}) == {}
+
+
+def test_tracker_reads_the_events_json_as_it_reads_event_objects():
+    plan = StreamPlan("s-000", np.zeros(70_000, dtype=np.float32), 0.0)
+    by_object, by_json = Tracker([plan], 320), Tracker([plan], 320)
+    for tracker in (by_object, by_json):
+        tracker.records["s-000"].sent = [100.0 + i for i in range(219)]
+    events = [_score("s-000", WINDOW_SAMPLES / SAMPLE_RATE), _score("other", 4.0),
+              EndEvent(stream_id="s-000", reason="end", duration=4.4, windows=2, dropped=1, alert=False,
+                       wall_time=0.0, model_id="m")]
+    for event in events:
+        by_object.on_event(event, received=400.0)
+        by_json.on_message(json.loads(encode_event(event)[1]), received=400.0)
+    assert by_json.latencies == by_object.latencies == [pytest.approx(99.0)]
+    assert by_json.service_latencies == by_object.service_latencies
+    assert (by_json.foreign, by_json.ended) == (by_object.foreign, by_object.ended) == (1, 1)
+    assert by_json.records["s-000"].end == by_object.records["s-000"].end

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,7 +15,17 @@ import numpy as np
 
 from streamdet.audio import SAMPLE_RATE
 from streamdet.bench.load import expected_windows
-from streamdet.bench.soak import SERIES_FIELDS, FrameTimes, SoakLoad, block_table, read_series, summarize
+from streamdet.bench.soak import (
+    SERIES_FIELDS,
+    FrameTimes,
+    Soak,
+    SoakConfig,
+    SoakLoad,
+    block_table,
+    read_series,
+    summarize,
+)
+from streamdet.service.frames import parse_frame
 
 ROOT = Path(__file__).resolve().parents[3]
 SUMMARY_FIELDS = {"ok", "failures", "rows", "duration_s", "rss_mb", "fds", "threads", "crashes", "server_exit",
@@ -173,3 +184,26 @@ def test_bad_arguments_are_one_line_and_status_2(tmp_path: Path):
                            "--out", str(tmp_path)], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 2 and done.stderr.strip().startswith("scripts/soak: error:")
+
+
+async def test_the_soak_sends_every_frame_encoded_ahead_as_the_service_reads_it(tmp_path: Path):
+    class Recorder:
+        def __init__(self) -> None:
+            self.messages: list[list[bytes]] = []
+
+        async def send_encoded(self, parts: list[bytes]) -> None:
+            self.messages.append(parts)
+
+    clips = [np.linspace(-0.2, 0.2, SAMPLE_RATE, dtype=np.float32)]
+    config = SoakConfig(streams=2, duration_s=0.3, segment_s=0.1, hop_s=0.05)  # 15 frames, 3 segments each
+    soak = Soak(config, SimpleNamespace(), clips, tmp_path / "series.csv")
+    sender = Recorder()
+    await soak._send(sender, time.monotonic())
+    frames = [parse_frame(m, 1 << 20) for m in sender.messages]
+    assert len(frames) == 2 * 15 and all(len(f.samples) == 320 for f in frames)
+    by_stream: dict[str, list[int]] = {}
+    for frame in frames:
+        by_stream.setdefault(frame.stream_id, []).append(frame.seq)
+    assert all(seqs == list(range(len(seqs))) for seqs in by_stream.values())  # seq restarts per segment
+    assert sum(f.end for f in frames) == len(by_stream)  # each segment ends once
+    assert sum(s.samples for s in soak.load.open.values()) == 2 * 15 * 320

@@ -16,7 +16,7 @@ from streamdet.client import Sender, Subscriber, iter_events, stream_id_for
 from streamdet.client.sender import file_format
 from streamdet.errors import ServerGoneError
 from streamdet.service.events import EndEvent, Heartbeat, WindowEvent, encode_event
-from streamdet.service.frames import STREAM_ID_PATTERN, parse_frame
+from streamdet.service.frames import STREAM_ID_PATTERN, encode_frame, parse_frame
 
 
 @pytest.fixture
@@ -184,3 +184,28 @@ def test_iter_events_skips_heartbeats() -> None:
         thread.join()
         pub.close(linger=0)
         context.term()
+
+
+async def test_encoded_frames_go_out_as_they_are_and_wait_when_the_queue_is_full() -> None:
+    context = zmq.asyncio.Context()
+    pull = context.socket(zmq.PULL)
+    pull.bind("tcp://127.0.0.1:*")
+    endpoint = pull.last_endpoint.decode()
+    pull.close(linger=0)  # nobody there yet: the sender's queue (2 frames) fills up
+    messages = [encode_frame("enc", k, np.full(320, k / 100, np.float32), 16_000, end=k == 5, ts=1.5 + k)
+                for k in range(6)]
+    try:
+        async with Sender(endpoint, send_hwm=2) as sender:
+            async def send_all() -> None:
+                for message in messages:
+                    await sender.send_encoded(message)
+            sending = asyncio.create_task(send_all())
+            await asyncio.sleep(0.2)
+            assert not sending.done()  # waiting for room, not dropping or raising
+            pull = context.socket(zmq.PULL)
+            pull.bind(endpoint)
+            received = [await asyncio.wait_for(pull.recv_multipart(), 10) for _ in messages]
+            await asyncio.wait_for(sending, 10)
+        assert received == messages
+    finally:
+        context.destroy(linger=0)

@@ -13,6 +13,7 @@ the test short; 60 s is the figure to check before a release).
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import signal
@@ -22,8 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
+from streamdet.bench.server import Endpoints
 from streamdet.client import Sender, Since, Subscriber
 from streamdet.service.journal import read_journal
+
+_spec = importlib.util.spec_from_file_location("streamdet_tests_serve_process",
+                                               Path(__file__).with_name("serve_process.py"))
+serve_process = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(serve_process)  # wait_ready: serve's "ready:" line → its endpoints
 
 REPO = Path(__file__).resolve().parents[3]
 DOWN_S = float(os.environ.get("STREAMDET_TEST_SUBSCRIBER_DOWN_S", "10"))
@@ -31,11 +38,11 @@ AUDIO = np.zeros((16_000 * 5, 1), np.float32)  # 5 s: two windows and the tail; 
 
 
 class Serve:
-    """``python -m streamdet serve`` on loopback ports with a journal; ``parts`` has its endpoints."""
+    """``python -m streamdet serve`` on loopback ports with a journal, and where it listens."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, parts: dict[str, str]) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, endpoints: Endpoints) -> None:
         self.proc = proc
-        self.parts = parts
+        self.endpoints = endpoints
         self._drain = asyncio.create_task(proc.stderr.read())  # keep the pipe from filling up
 
     @classmethod
@@ -48,20 +55,15 @@ class Serve:
             "--min-speech", "0",  # synthetic audio: no speech for the gate to find
             env={**os.environ, "PYTHONPATH": str(REPO), "STREAMDET_ALERTS__HEARTBEAT_S": "0.5", **env},
             stderr=asyncio.subprocess.PIPE)
-        while True:
-            line = await asyncio.wait_for(proc.stderr.readline(), 120)
-            assert line, "serve exited before it was ready"
-            try:
-                message = json.loads(line)["message"]
-            except json.JSONDecodeError:
-                continue
-            if message.startswith("ready:"):
-                # "ready: ingest tcp://..., events tcp://..., http http://..."
-                parts = dict(p.strip().split(" ", 1) for p in message[len("ready:"):].split(","))
-                return cls(proc, parts)
+        try:
+            return cls(proc, await serve_process.wait_ready(proc))
+        except BaseException:
+            proc.kill()  # not left running behind a failed test
+            await proc.wait()
+            raise
 
     async def send(self, *stream_ids: str) -> None:
-        async with Sender(self.parts["ingest"]) as sender:
+        async with Sender(self.endpoints.ingest) as sender:
             await asyncio.gather(*(sender.send_array(s, AUDIO, 16_000, chunk_ms=100) for s in stream_ids))
 
     async def stop(self, sig: int = signal.SIGTERM) -> None:
@@ -73,8 +75,8 @@ class Serve:
 
 async def subscribe(serve: Serve, *args: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "streamdet", "subscribe", "--endpoint", serve.parts["events"],
-        "--http", serve.parts["http"], "--topic", "alert.", *args,
+        sys.executable, "-m", "streamdet", "subscribe", "--endpoint", serve.endpoints.events,
+        "--http", serve.endpoints.http, "--topic", "alert.", *args,
         env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
 
 
@@ -138,7 +140,7 @@ async def test_after_sigkill_every_journaled_event_is_delivered_and_seq_continue
     serve = await Serve.start(random_cm_dir, journal)
     live: list = []
     try:
-        async with Subscriber(serve.parts["events"]) as subscriber:
+        async with Subscriber(serve.endpoints.events) as subscriber:
             await subscriber.wait_connected()
             burst = asyncio.create_task(serve.send(*(f"burst-{i}" for i in range(12))))
             while len(live) < 10:  # in the middle of the burst
@@ -154,7 +156,7 @@ async def test_after_sigkill_every_journaled_event_is_delivered_and_seq_continue
 
     serve = await Serve.start(random_cm_dir, journal)
     try:
-        async with Subscriber(serve.parts["events"], topics=[""], replay=serve.parts["http"],
+        async with Subscriber(serve.endpoints.events, topics=[""], replay=serve.endpoints.http,
                               since=Since(seq=0)) as subscriber:
             delivered = [await subscriber.recv(timeout=30) for _ in journaled]
             await serve.send("after")

@@ -5,7 +5,7 @@ real command with a model-free scorer), real sockets on loopback, the journal re
 from __future__ import annotations
 
 import asyncio
-import json
+import importlib.util
 import os
 import signal
 import sys
@@ -19,8 +19,14 @@ from typing import Any
 import aiohttp
 import numpy as np
 
+from streamdet.bench.server import Endpoints
 from streamdet.client import Sender, Subscriber
 from streamdet.service.journal import read_journal
+
+_spec = importlib.util.spec_from_file_location("streamdet_tests_serve_process",
+                                               Path(__file__).with_name("serve_process.py"))
+serve_process = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(serve_process)  # wait_ready: serve's "ready:" line → its endpoints
 
 REPO = Path(__file__).resolve().parents[3]
 SERVE = Path(__file__).with_name("serve_test_scorer.py")
@@ -34,9 +40,9 @@ FRAMES_PER_STREAM = int(SECONDS * 16_000) // CHUNK
 class Serve:
     """A running ``serve`` process and its endpoints (from its ``ready:`` log line)."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, endpoints: dict[str, str]) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, endpoints: Endpoints) -> None:
         self.proc = proc
-        self.ingest, self.events, self.http = endpoints["ingest"], endpoints["events"], endpoints["http"]
+        self.ingest, self.events, self.http = endpoints.ingest, endpoints.events, endpoints.http
 
     async def frames_received(self) -> float:
         async with aiohttp.ClientSession() as session, session.get(f"{self.http}/metrics") as response:
@@ -61,16 +67,7 @@ async def serve(p_bonafide: float, delay_s: float, journal: Path, *flags: str,
         env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})}, stderr=asyncio.subprocess.PIPE)
     drain: asyncio.Task[bytes] | None = None
     try:
-        while True:
-            line = await asyncio.wait_for(proc.stderr.readline(), 120)
-            assert line, "serve exited before it was ready"
-            try:
-                message = json.loads(line)["message"]
-            except json.JSONDecodeError:
-                continue
-            if message.startswith("ready:"):  # "ready: ingest tcp://..., events tcp://..., http http://..."
-                endpoints = dict(p.strip().split(" ", 1) for p in message[len("ready:"):].split(","))
-                break
+        endpoints = await serve_process.wait_ready(proc)
         drain = asyncio.create_task(proc.stderr.read())  # keep the pipe from filling up
         yield Serve(proc, endpoints)
     finally:
