@@ -1,0 +1,194 @@
+"""CPU per frame of the ZeroMQ ingest's host path: what the event loop spends on one 20-ms frame
+between the socket and the stream's windows, with the model and the VAD left out.
+
+    nice -n 19 python benchmarks/ingest_cpu.py [--streams 100] [--frames 500] [--repeats 5] [--profile]
+
+A ``ZmqIngest`` feeds a real ``StreamRegistry`` built as the service builds it (the service's
+settings and stream policy, the speech gate off: ``alerts.min_speech = 0``, so the VAD is not
+fed); complete windows are collected instead of scored. N streams x M frames, pre-encoded with
+``encode_frame`` (s16le, 16 kHz mono, 640-byte payloads, seq in order, streams interleaved as real
+senders interleave), go through it two ways:
+
+- ``socket``: a sender thread PUSHes them over loopback TCP to the ingest's PULL socket, and the
+  receiving (event-loop) thread's CPU time (``time.thread_time``) is divided by the frame count:
+  poll, ``recv_multipart``, message properties, parsing, registry, windows, metrics.
+- ``handle``: ``ZmqIngest.handle`` is called with the pre-built parts (no socket), and the process's
+  CPU time (``time.process_time``) divided by the frame count: parsing, registry, windows, metrics.
+
+Each figure is the median of ``--repeats`` runs, each on a fresh ingest and registry. ``--profile``
+runs cProfile (CPU time) over one extra socket run and prints the top 15 functions by own time.
+
+Measured 2026-12-02 11:59-12:01 UTC on the 2-core AMD EPYC machine (Python 3.11.7, pyzmq over
+loopback TCP), defaults (100 streams x 500 frames, 5 repeats), niced, on a shared machine (``uptime``
+1-minute load 2.6 to 5.0: a soak benchmark and other jobs). Two alternating pairs of runs, main's
+code (``9c98c25``) against the host-path work (issue 16):
+
+| CPU per frame (median) | before | after | ratio |
+| --- | ---: | ---: | ---: |
+| ``socket`` (event-loop thread) | 50.1, 49.2 us | 33.1, 32.7 us | 1.5x |
+| ``handle`` (process) | 30.4, 27.6 us | 18.6, 18.8 us | 1.6x |
+
+The same socket run with the sender in a forked process instead of a thread gave 52.6 -> 31.5 us
+(1.7x), and with every frame already queued before the drain (``ingest.receive_hwm`` raised) 48.6 ->
+27.1 us (1.8x). Single runs vary by +-15 % on this shared machine: compare medians of alternating runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import json
+import pstats
+import statistics
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import zmq
+import zmq.asyncio
+
+from streamdet.scoring.constant import ConstantScorer
+from streamdet.service.batcher import WindowJob
+from streamdet.service.frames import encode_frame
+from streamdet.service.ingest import IngestContext, RejectReporter
+from streamdet.service.ingest.zmq_pull import ZmqIngest
+from streamdet.service.metrics import ServiceMetrics
+from streamdet.service.registry import StreamRegistry
+from streamdet.service.server import Service
+from streamdet.service.settings import Settings, load_settings
+
+LOOPBACK = "tcp://127.0.0.1:*"
+FRAME_SAMPLES = 320
+"""20 ms at 16 kHz."""
+
+
+def make_settings() -> Settings:
+    return load_settings(None, {"ingest": {"endpoint": LOOPBACK}, "alerts": {"endpoint": LOOPBACK, "min_speech": 0.0},
+                                "http": {"enabled": False}})
+
+
+def make_frames(streams: int, frames: int, prefix: str) -> list[list[bytes]]:
+    """Every stream's frames, interleaved (seq 0 of every stream, then seq 1...), deterministic noise."""
+    rng = np.random.default_rng(0)
+    audio = (0.1 * rng.standard_normal(frames * FRAME_SAMPLES)).astype(np.float32)
+    return [encode_frame(f"{prefix}-{s}", seq, audio[seq * FRAME_SAMPLES:(seq + 1) * FRAME_SAMPLES], 16_000)
+            for seq in range(frames) for s in range(streams)]
+
+
+class Harness:
+    """A fresh ingest and registry, wired as ``Service.start`` wires them (no batcher, no publisher)."""
+
+    def __init__(self, settings: Settings, zmq_context: zmq.asyncio.Context) -> None:
+        self.windows: list[WindowJob] = []
+        self.metrics = ServiceMetrics()
+        policy = Service(settings, ConstantScorer()).policy  # the service's own policy resolution
+        limits = settings.limits
+        self.registry = StreamRegistry(
+            policy, self.windows.append, None, self.metrics,  # type: ignore[arg-type]  # nothing is scored: no events
+            model_id="constant@0", max_streams=limits.max_streams, idle_timeout_s=limits.idle_timeout_s,
+            max_streams_per_sender=limits.max_streams_per_sender, max_seq_gap=limits.max_seq_gap,
+            audio_timeout_s=limits.audio_timeout_s)
+        self.ingest = ZmqIngest(settings.ingest, limits.max_frame_bytes, limits.max_inflight_bytes)
+        self.ctx = IngestContext(self.registry, RejectReporter(self.metrics), self.metrics, zmq_context)
+
+    def accepted(self) -> float:
+        return self.metrics.registry.get_sample_value("streamdet_ingest_frames_total", {"adapter": "zmq"}) or 0.0
+
+    def received_last(self, last: list[bytes]) -> bool:
+        """Whether the last message sent was pushed: one connection keeps the order, so all were.
+        Asked of the stream itself: reading the metrics collects the registry (0.3 ms a time, which
+        100 checks a second would add to the measured thread's CPU)."""
+        session = self.registry.get(last[0].decode())
+        return session is not None and session.last_seq == json.loads(last[1])["seq"]
+
+    def rejected(self) -> float:
+        return sum(s.value for m in self.metrics.rejects.collect() for s in m.samples if s.name.endswith("_total"))
+
+
+def _send(endpoint: str, messages: list[list[bytes]]) -> None:
+    context = zmq.Context()
+    sock = context.socket(zmq.PUSH)
+    sock.sndhwm = 0  # queue everything: the receiver sets the pace
+    sock.linger = -1  # deliver everything, however slow the receiver (a profiled one is)
+    sock.connect(endpoint)
+    for parts in messages:
+        sock.send_multipart(parts, copy=False)
+    sock.close()
+    context.term()
+
+
+async def socket_run(settings: Settings, messages: list[list[bytes]], profile: cProfile.Profile | None = None
+                     ) -> dict[str, Any]:
+    """One run over loopback: the event-loop thread's CPU seconds per frame."""
+    context = zmq.asyncio.Context()
+    harness = Harness(settings, context)
+    await harness.ingest.start(harness.ctx)
+    sender = threading.Thread(target=_send, args=(harness.ingest.endpoint, messages))
+    cpu, wall = time.thread_time(), time.monotonic()
+    if profile is not None:
+        profile.enable()
+    sender.start()
+    while not harness.received_last(messages[-1]):
+        await asyncio.sleep(0.01)
+    if profile is not None:
+        profile.disable()
+    cpu, wall = time.thread_time() - cpu, time.monotonic() - wall
+    sender.join()
+    await harness.ingest.stop()
+    context.term()
+    return {"cpu_us_per_frame": 1e6 * cpu / len(messages), "wall_s": wall,
+            "accepted": harness.accepted(), "rejected": harness.rejected(), "windows": len(harness.windows)}
+
+
+def handle_run(settings: Settings, messages: list[list[bytes]]) -> dict[str, Any]:
+    """One run without a socket: ``handle`` on pre-built parts, process CPU seconds per frame."""
+    context = zmq.asyncio.Context()
+    harness = Harness(settings, context)
+    harness.ingest._ctx = harness.ctx  # what ``start`` sets, without binding a socket
+    harness.ingest._accepted = harness.metrics.frames.labels("zmq")
+    handle, sender = harness.ingest.handle, "addr:127.0.0.1"
+    cpu = time.process_time()
+    for parts in messages:
+        handle(parts, 0.0, sender)
+    cpu = time.process_time() - cpu
+    context.term()
+    return {"cpu_us_per_frame": 1e6 * cpu / len(messages), "accepted": harness.accepted(),
+            "rejected": harness.rejected(), "windows": len(harness.windows)}
+
+
+def main(args: argparse.Namespace) -> None:
+    settings = make_settings()
+    socket_runs, handle_runs = [], []
+    for repeat in range(args.repeats):
+        # Fresh stream ids per run: the frames are the same bytes but never "late frames of an ended stream".
+        messages = make_frames(args.streams, args.frames, f"bench{repeat}")
+        socket_runs.append(asyncio.run(socket_run(settings, messages)))
+        handle_runs.append(handle_run(settings, messages))
+    for name, runs in (("socket", socket_runs), ("handle", handle_runs)):
+        if not runs:  # --repeats 0: the profile alone
+            continue
+        per_frame = [r["cpu_us_per_frame"] for r in runs]
+        print(f"{name}: median {statistics.median(per_frame):.2f} us/frame "
+              f"(runs {', '.join(f'{x:.2f}' for x in per_frame)}); last run: accepted {runs[-1]['accepted']:.0f}, "
+              f"rejected {runs[-1]['rejected']:.0f}, windows {runs[-1]['windows']}")
+    if socket_runs:
+        walls = ", ".join(f"{r['wall_s']:.2f}" for r in socket_runs)
+        print(f"socket wall per run: {walls} s")
+    if args.profile:
+        profile = cProfile.Profile(time.thread_time)
+        asyncio.run(socket_run(settings, make_frames(args.streams, args.frames, "profile"), profile))
+        text = io.StringIO()
+        pstats.Stats(profile, stream=text).sort_stats("tottime").print_stats(15)
+        print(text.getvalue())
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--streams", type=int, default=100)
+    parser.add_argument("--frames", type=int, default=500, help="frames per stream (50 per second of audio)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--profile", action="store_true", help="cProfile (thread CPU time) over one more socket run")
+    main(parser.parse_args())
