@@ -1,7 +1,7 @@
 """CPU per frame of the ZeroMQ ingest's host path: what the event loop spends on one 20-ms frame
 between the socket and the stream's windows, with the model and the VAD left out.
 
-    nice -n 19 python benchmarks/ingest_cpu.py [--streams 100] [--frames 500] [--repeats 5] [--profile]
+    nice -n 19 python benchmarks/ingest_cpu.py [--streams 100] [--frames 500] [--repeats 5] [--paced] [--profile]
 
 A ``ZmqIngest`` feeds a real ``StreamRegistry`` built as the service builds it (the service's
 settings and stream policy, the speech gate off: ``alerts.min_speech = 0``, so the VAD is not
@@ -12,25 +12,35 @@ senders interleave), go through it two ways:
 - ``socket``: a sender thread PUSHes them over loopback TCP to the ingest's PULL socket, and the
   receiving (event-loop) thread's CPU time (``time.thread_time``) is divided by the frame count:
   poll, ``recv_multipart``, message properties, parsing, registry, windows, metrics.
+- ``paced`` (with ``--paced``): as ``socket``, but the sender is a forked process sending in real
+  time (every stream's next frame each 20 ms, as a real sender's tick), so the drains are as small
+  and the caches as cold between ticks as in service; it prints the mean frames per drain too.
 - ``handle``: ``ZmqIngest.handle`` is called with the pre-built parts (no socket), and the process's
   CPU time (``time.process_time``) divided by the frame count: parsing, registry, windows, metrics.
 
 Each figure is the median of ``--repeats`` runs, each on a fresh ingest and registry. ``--profile``
 runs cProfile (CPU time) over one extra socket run and prints the top 15 functions by own time.
 
-Measured 2026-12-02 11:59-12:01 UTC on the 2-core AMD EPYC machine (Python 3.11.7, pyzmq over
-loopback TCP), defaults (100 streams x 500 frames, 5 repeats), niced, on a shared machine (``uptime``
-1-minute load 2.6 to 5.0: a soak benchmark and other jobs). Two alternating pairs of runs, main's
-code (``9c98c25``) against the host-path work (issue 16):
+Measured 2026-12-02 on the 2-core AMD EPYC machine (Python 3.11.7, pyzmq over loopback TCP),
+defaults (100 streams x 500 frames, 5 repeats), niced, on a shared machine (``uptime`` 1-minute load
+2.6 to 5.2: a soak benchmark and other jobs), main's code (``9c98c25``) against the host-path work
+of issue 16. Medians (us of CPU per frame); the first two rows are two alternating pairs of runs at
+11:59-12:01 UTC, the last three one pair with ``--paced`` at 12:08-12:11 UTC:
 
-| CPU per frame (median) | before | after | ratio |
+| figure | before | after | ratio |
 | --- | ---: | ---: | ---: |
-| ``socket`` (event-loop thread) | 50.1, 49.2 us | 33.1, 32.7 us | 1.5x |
-| ``handle`` (process) | 30.4, 27.6 us | 18.6, 18.8 us | 1.6x |
+| ``socket`` (event-loop thread) | 50.1, 49.2 | 33.1, 32.7 | 1.5x |
+| ``handle`` (process) | 30.4, 27.6 | 18.6, 18.8 | 1.6x |
+| ``socket`` | 47.4 | 32.3 | 1.5x |
+| ``paced`` (real time, 5,000 frames/s, ~60 frames per drain) | 64.7 | 45.9 | 1.4x |
+| ``handle`` | 30.6 | 21.0 | 1.5x |
 
-The same socket run with the sender in a forked process instead of a thread gave 52.6 -> 31.5 us
-(1.7x), and with every frame already queued before the drain (``ingest.receive_hwm`` raised) 48.6 ->
-27.1 us (1.8x). Single runs vary by +-15 % on this shared machine: compare medians of alternating runs.
+With every frame already queued before the drain (``ingest.receive_hwm`` raised, a one-off script):
+48.6 -> 27.1 (1.8x). Single runs vary by +-15 % on this shared machine: compare medians of
+alternating runs. What is left per frame (after): parsing ~7 (JSON ~3, s16 decode ~3), registry and
+stream ~4, receiving ~5 (three ``recv`` and ``Frame.bytes``); the rest of ``socket`` and ``paced``
+over ``handle`` is the receiving thread's cache misses (ZeroMQ's I/O thread writes the messages;
+between real-time ticks the other processes evict everything).
 """
 
 from __future__ import annotations
@@ -40,6 +50,7 @@ import asyncio
 import cProfile
 import io
 import json
+import multiprocessing
 import pstats
 import statistics
 import threading
@@ -108,25 +119,41 @@ class Harness:
         return sum(s.value for m in self.metrics.rejects.collect() for s in m.samples if s.name.endswith("_total"))
 
 
-def _send(endpoint: str, messages: list[list[bytes]]) -> None:
+def _send(endpoint: str, messages: list[list[bytes]], tick: int = 0) -> None:
+    """Send every message; ``tick`` > 0: that many per 20 ms, in real time (one frame per stream)."""
     context = zmq.Context()
     sock = context.socket(zmq.PUSH)
     sock.sndhwm = 0  # queue everything: the receiver sets the pace
     sock.linger = -1  # deliver everything, however slow the receiver (a profiled one is)
     sock.connect(endpoint)
-    for parts in messages:
+    start = time.monotonic()
+    for i, parts in enumerate(messages):
         sock.send_multipart(parts, copy=False)
+        if tick and (i + 1) % tick == 0:
+            time.sleep(max(0.0, start + (i + 1) // tick * FRAME_SAMPLES / 16_000 - time.monotonic()))
     sock.close()
     context.term()
 
 
-async def socket_run(settings: Settings, messages: list[list[bytes]], profile: cProfile.Profile | None = None
-                     ) -> dict[str, Any]:
-    """One run over loopback: the event-loop thread's CPU seconds per frame."""
+async def socket_run(settings: Settings, messages: list[list[bytes]], profile: cProfile.Profile | None = None,
+                     paced: int = 0) -> dict[str, Any]:
+    """One run over loopback: the event-loop thread's CPU seconds per frame. ``paced``: the number
+    of streams, sent in real time from a forked process (else all at once, from a thread)."""
     context = zmq.asyncio.Context()
     harness = Harness(settings, context)
     await harness.ingest.start(harness.ctx)
-    sender = threading.Thread(target=_send, args=(harness.ingest.endpoint, messages))
+    drains = [0]
+    drain = getattr(harness.ingest, "drain", None)  # (main's code before issue 16 has none: not counted)
+    if drain is not None:
+        def counted(sock: zmq.Socket) -> int:
+            drains[0] += 1
+            return drain(sock)
+
+        harness.ingest.drain = counted  # type: ignore[method-assign]  # the receive loop calls self.drain
+    args = (harness.ingest.endpoint, messages, paced)
+    sender: threading.Thread | multiprocessing.process.BaseProcess = (
+        multiprocessing.get_context("fork").Process(target=_send, args=args) if paced
+        else threading.Thread(target=_send, args=args))
     cpu, wall = time.thread_time(), time.monotonic()
     if profile is not None:
         profile.enable()
@@ -139,7 +166,7 @@ async def socket_run(settings: Settings, messages: list[list[bytes]], profile: c
     sender.join()
     await harness.ingest.stop()
     context.term()
-    return {"cpu_us_per_frame": 1e6 * cpu / len(messages), "wall_s": wall,
+    return {"cpu_us_per_frame": 1e6 * cpu / len(messages), "wall_s": wall, "frames_per_drain": len(messages) / drains[0] if drains[0] else None,
             "accepted": harness.accepted(), "rejected": harness.rejected(), "windows": len(harness.windows)}
 
 
@@ -161,19 +188,25 @@ def handle_run(settings: Settings, messages: list[list[bytes]]) -> dict[str, Any
 
 def main(args: argparse.Namespace) -> None:
     settings = make_settings()
-    socket_runs, handle_runs = [], []
+    socket_runs, handle_runs, paced_runs = [], [], []
     for repeat in range(args.repeats):
         # Fresh stream ids per run: the frames are the same bytes but never "late frames of an ended stream".
         messages = make_frames(args.streams, args.frames, f"bench{repeat}")
         socket_runs.append(asyncio.run(socket_run(settings, messages)))
+        if args.paced:
+            paced = make_frames(args.streams, args.frames, f"paced{repeat}")
+            paced_runs.append(asyncio.run(socket_run(settings, paced, paced=args.streams)))
         handle_runs.append(handle_run(settings, messages))
-    for name, runs in (("socket", socket_runs), ("handle", handle_runs)):
+    for name, runs in (("socket", socket_runs), ("paced", paced_runs), ("handle", handle_runs)):
         if not runs:  # --repeats 0: the profile alone
             continue
         per_frame = [r["cpu_us_per_frame"] for r in runs]
         print(f"{name}: median {statistics.median(per_frame):.2f} us/frame "
               f"(runs {', '.join(f'{x:.2f}' for x in per_frame)}); last run: accepted {runs[-1]['accepted']:.0f}, "
               f"rejected {runs[-1]['rejected']:.0f}, windows {runs[-1]['windows']}")
+        drained = [r["frames_per_drain"] for r in runs if r.get("frames_per_drain")]
+        if drained:
+            print(f"  frames per drain: {', '.join(f'{x:.1f}' for x in drained)}")
     if socket_runs:
         walls = ", ".join(f"{r['wall_s']:.2f}" for r in socket_runs)
         print(f"socket wall per run: {walls} s")
@@ -190,5 +223,6 @@ if __name__ == "__main__":
     parser.add_argument("--streams", type=int, default=100)
     parser.add_argument("--frames", type=int, default=500, help="frames per stream (50 per second of audio)")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--paced", action="store_true", help="also send in real time from another process")
     parser.add_argument("--profile", action="store_true", help="cProfile (thread CPU time) over one more socket run")
     main(parser.parse_args())
