@@ -11,8 +11,8 @@ senders interleave), go through it two ways:
 
 - ``socket``: a sender thread PUSHes them over loopback TCP to the ingest's PULL socket, and the
   receiving (event-loop) thread's CPU time (``time.thread_time``) is divided by the frame count:
-  poll, ``recv_multipart``, message properties, parsing, registry, windows, metrics.
-- ``paced`` (with ``--paced``): as ``socket``, but the sender is a forked process sending in real
+  poll, receiving, message properties, parsing, registry, windows, metrics.
+- ``paced`` (with ``--paced``): as ``socket``, but the sender is a process of its own sending in real
   time (every stream's next frame each 20 ms, as a real sender's tick), so the drains are as small
   and the caches as cold between ticks as in service; it prints the mean frames per drain too.
 - ``handle``: ``ZmqIngest.handle`` is called with the pre-built parts (no socket), and the process's
@@ -25,22 +25,23 @@ Measured 2026-12-02 on the 2-core AMD EPYC machine (Python 3.11.7, pyzmq over lo
 defaults (100 streams x 500 frames, 5 repeats), niced, on a shared machine (``uptime`` 1-minute load
 2.6 to 5.2: a soak benchmark and other jobs), main's code (``9c98c25``) against the host-path work
 of issue 16. Medians (us of CPU per frame); the first two rows are two alternating pairs of runs at
-11:59-12:01 UTC, the last three one pair with ``--paced`` at 12:08-12:11 UTC:
+11:59-12:01 UTC, the last three one pair with ``--paced`` at 12:12-12:16 UTC:
 
 | figure | before | after | ratio |
 | --- | ---: | ---: | ---: |
 | ``socket`` (event-loop thread) | 50.1, 49.2 | 33.1, 32.7 | 1.5x |
 | ``handle`` (process) | 30.4, 27.6 | 18.6, 18.8 | 1.6x |
-| ``socket`` | 47.4 | 32.3 | 1.5x |
-| ``paced`` (real time, 5,000 frames/s, ~60 frames per drain) | 64.7 | 45.9 | 1.4x |
-| ``handle`` | 30.6 | 21.0 | 1.5x |
+| ``socket`` | 47.4 | 31.7 | 1.5x |
+| ``paced`` (real time, 5,000 frames/s, ~60 frames per drain) | 59.6 | 42.5 | 1.4x |
+| ``handle`` | 26.1 | 21.0 | 1.2x |
 
 With every frame already queued before the drain (``ingest.receive_hwm`` raised, a one-off script):
 48.6 -> 27.1 (1.8x). Single runs vary by +-15 % on this shared machine: compare medians of
-alternating runs. What is left per frame (after): parsing ~7 (JSON ~3, s16 decode ~3), registry and
-stream ~4, receiving ~5 (three ``recv`` and ``Frame.bytes``); the rest of ``socket`` and ``paced``
-over ``handle`` is the receiving thread's cache misses (ZeroMQ's I/O thread writes the messages;
-between real-time ticks the other processes evict everything).
+alternating runs (``handle`` after: 17.0 to 23.1 in one set). What is left per frame (after):
+parsing ~7 (JSON ~3, s16 decode ~3), registry and stream ~4, receiving ~5 (three ``recv`` and
+``Frame.bytes``); the rest of ``socket`` and ``paced`` over ``handle`` is the receiving thread's
+cache misses (ZeroMQ's I/O thread writes the messages; between real-time ticks the other processes
+evict everything: at 10 paced streams, 10 frames per drain, a frame cost ~100 us).
 """
 
 from __future__ import annotations
@@ -119,26 +120,45 @@ class Harness:
         return sum(s.value for m in self.metrics.rejects.collect() for s in m.samples if s.name.endswith("_total"))
 
 
-def _send(endpoint: str, messages: list[list[bytes]], tick: int = 0) -> None:
-    """Send every message; ``tick`` > 0: that many per 20 ms, in real time (one frame per stream)."""
+def _send(endpoint: str, messages: list[list[bytes]]) -> None:
+    """Send every message at once (the ``socket`` figure's sender thread)."""
     context = zmq.Context()
     sock = context.socket(zmq.PUSH)
     sock.sndhwm = 0  # queue everything: the receiver sets the pace
     sock.linger = -1  # deliver everything, however slow the receiver (a profiled one is)
     sock.connect(endpoint)
-    start = time.monotonic()
-    for i, parts in enumerate(messages):
+    for parts in messages:
         sock.send_multipart(parts, copy=False)
-        if tick and (i + 1) % tick == 0:
-            time.sleep(max(0.0, start + (i + 1) // tick * FRAME_SAMPLES / 16_000 - time.monotonic()))
+    sock.close()
+    context.term()
+
+
+def _send_paced(endpoint: str, streams: int, frames: int, prefix: str, ready: Any, go: Any) -> None:
+    """The ``paced`` sender, a process of its own. Spawned, not forked: a forked child shares the
+    receiver's pages, and every page the receiver then writes is copied, on the receiver's CPU time.
+    It builds the same frames, connects, sets ``ready``, and from ``go`` sends every stream's next
+    frame each 20 ms, in real time."""
+    messages = make_frames(streams, frames, prefix)
+    context = zmq.Context()
+    sock = context.socket(zmq.PUSH)
+    sock.sndhwm = 0
+    sock.linger = -1
+    sock.connect(endpoint)
+    ready.set()
+    go.wait()
+    start = time.monotonic()
+    for tick in range(frames):
+        for parts in messages[tick * streams:(tick + 1) * streams]:
+            sock.send_multipart(parts, copy=False)
+        time.sleep(max(0.0, start + (tick + 1) * FRAME_SAMPLES / 16_000 - time.monotonic()))
     sock.close()
     context.term()
 
 
 async def socket_run(settings: Settings, messages: list[list[bytes]], profile: cProfile.Profile | None = None,
-                     paced: int = 0) -> dict[str, Any]:
-    """One run over loopback: the event-loop thread's CPU seconds per frame. ``paced``: the number
-    of streams, sent in real time from a forked process (else all at once, from a thread)."""
+                     paced: tuple[int, int, str] | None = None) -> dict[str, Any]:
+    """One run over loopback: the event-loop thread's CPU seconds per frame. ``paced``: (streams,
+    frames, prefix) of ``messages``, sent in real time by ``_send_paced`` (else all at once, from a thread)."""
     context = zmq.asyncio.Context()
     harness = Harness(settings, context)
     await harness.ingest.start(harness.ctx)
@@ -150,16 +170,25 @@ async def socket_run(settings: Settings, messages: list[list[bytes]], profile: c
             return drain(sock)
 
         harness.ingest.drain = counted  # type: ignore[method-assign]  # the receive loop calls self.drain
-    args = (harness.ingest.endpoint, messages, paced)
-    sender: threading.Thread | multiprocessing.process.BaseProcess = (
-        multiprocessing.get_context("fork").Process(target=_send, args=args) if paced
-        else threading.Thread(target=_send, args=args))
+    go = None
+    sender: threading.Thread | multiprocessing.process.BaseProcess
+    if paced is None:
+        sender = threading.Thread(target=_send, args=(harness.ingest.endpoint, messages))
+    else:
+        spawn = multiprocessing.get_context("spawn")
+        ready, go = spawn.Event(), spawn.Event()
+        sender = spawn.Process(target=_send_paced, args=(harness.ingest.endpoint, *paced, ready, go))
+        sender.start()
+        await asyncio.to_thread(ready.wait)  # its start-up (imports, frames) is not the receiver's cost
     cpu, wall = time.thread_time(), time.monotonic()
     if profile is not None:
         profile.enable()
-    sender.start()
+    if go is None:
+        sender.start()
+    else:
+        go.set()
     while not harness.received_last(messages[-1]):
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # rarely: each check wakes the measured thread
     if profile is not None:
         profile.disable()
     cpu, wall = time.thread_time() - cpu, time.monotonic() - wall
@@ -194,8 +223,8 @@ def main(args: argparse.Namespace) -> None:
         messages = make_frames(args.streams, args.frames, f"bench{repeat}")
         socket_runs.append(asyncio.run(socket_run(settings, messages)))
         if args.paced:
-            paced = make_frames(args.streams, args.frames, f"paced{repeat}")
-            paced_runs.append(asyncio.run(socket_run(settings, paced, paced=args.streams)))
+            spec = (args.streams, args.frames, f"paced{repeat}")
+            paced_runs.append(asyncio.run(socket_run(settings, make_frames(*spec), paced=spec)))
         handle_runs.append(handle_run(settings, messages))
     for name, runs in (("socket", socket_runs), ("paced", paced_runs), ("handle", handle_runs)):
         if not runs:  # --repeats 0: the profile alone
