@@ -138,7 +138,9 @@ class StreamRegistry:
         if session is None:
             session = self._open(stream_id, seq, sample_rate, channels, arrival, owner)
             session.ingest = ingest
-        elif owner is not None and session.owner != owner:
+        elif owner is not None and session.owner is not owner and session.owner != owner:
+            # (``is not`` first: ingests reuse one owner instance per sender, and comparing two
+            # dataclasses builds and compares tuples on every frame)
             raise StreamRejectedError("not_owner", f"stream {stream_id} belongs to {session.owner}, not {owner}")
         session.check(seq, sample_rate, channels, self.max_seq_gap)
         self._enqueue(session, session.feed(samples, seq, arrival), arrival)

@@ -21,17 +21,22 @@ class SampleRing:
 
     def extend(self, samples: np.ndarray) -> None:
         samples = np.asarray(samples, dtype=np.float32).reshape(-1)
-        if samples.size >= self.capacity:
+        size, capacity, write = samples.size, self.capacity, self._write
+        if size >= capacity:
             # Only the newest `capacity` samples can survive; write them in order from 0.
-            self._buf[:] = samples[-self.capacity:]
+            self._buf[:] = samples[-capacity:]
             self._write = 0
+        elif write + size <= capacity:
+            # The common case (a 20-ms frame into a 4-s ring): one copy, without the wrapped part's
+            # empty slice assignment, which cost as much as the copy itself.
+            self._buf[write:write + size] = samples
+            self._write = (write + size) % capacity
         else:
-            first = min(samples.size, self.capacity - self._write)
-            self._buf[self._write:self._write + first] = samples[:first]
-            rest = samples.size - first
-            self._buf[:rest] = samples[first:]
-            self._write = (self._write + samples.size) % self.capacity
-        self.total += samples.size
+            first = capacity - write
+            self._buf[write:] = samples[:first]
+            self._buf[:size - first] = samples[first:]
+            self._write = size - first
+        self.total += size
 
     def latest(self, n: int) -> np.ndarray:
         """A copy of the newest ``n`` samples, oldest first."""

@@ -71,22 +71,23 @@ class Windower:
             raise RuntimeError("windower already finished")
         samples = np.asarray(samples, dtype=np.float32).reshape(-1)
         out: list[Window] = []
-        offset = 0
+        ring, size, offset = self._ring, samples.size, 0
         # Feed up to each window boundary in turn, so that one large chunk cannot skip windows
         # whose start the W-sample ring would otherwise have overwritten.
-        while offset < samples.size:
+        while offset < size:
             early = bool(self._early)
             boundary = self._early[0] if early else self._next_start + self.window
-            take = min(boundary - self.total, samples.size - offset)
+            take = min(boundary - ring.total, size - offset)
             if take > 0:
-                self._ring.extend(samples[offset:offset + take])
+                # A whole chunk is the common case (a frame is far shorter than a hop): no slice view.
+                ring.extend(samples if take == size else samples[offset:offset + take])
                 offset += take
-            if self.total == boundary and early:
+            if ring.total == boundary and early:
                 self._early.pop(0)
-                out.append(self._emit(0, fix_length(self._ring.latest(boundary), self.window), end=boundary,
+                out.append(self._emit(0, fix_length(ring.latest(boundary), self.window), end=boundary,
                                       early=True))
-            elif self.total == boundary:
-                out.append(self._emit(self._next_start, self._ring.latest(self.window)))
+            elif ring.total == boundary:
+                out.append(self._emit(self._next_start, ring.latest(self.window)))
                 self._next_start += self.hop
         return out
 

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from streamdet.errors import ProtocolError
-from streamdet.service.frames import decode_payload, encode_frame, encode_payload, parse_frame
+from streamdet.service.frames import (
+    decode_payload,
+    encode_frame,
+    encode_payload,
+    parse_frame,
+    parse_header,
+    parse_parts,
+)
 
 LIMIT = 1 << 20
 
@@ -86,3 +93,51 @@ def test_a_stream_token_round_trips_and_is_optional() -> None:
     parts = encode_frame("a", 0, np.zeros(4, np.float32), 16000, token="Zm9v.bar-~!")
     assert parse_frame(parts, LIMIT).token == "Zm9v.bar-~!"
     assert parse_frame(encode_frame("a", 0, np.zeros(4, np.float32), 16000), LIMIT).token is None
+
+
+HEADER_TEXT = '{"v": 1, "seq": 3, "sample_rate": 16000, "channels": 1, "format": "s16le", "note": "\\u00e9\\ud800"}'
+ENCODED_HEADERS = {
+    "utf-8": HEADER_TEXT.encode(),
+    "utf-8, raw non-ASCII": HEADER_TEXT.replace("\\u00e9", "\u00e9").encode(),
+    "utf-8, lone surrogate": HEADER_TEXT.replace("\\ud800", "\ud800").encode("utf-8", "surrogatepass"),
+    "utf-8 with BOM": HEADER_TEXT.encode("utf-8-sig"),
+    "utf-16-le": HEADER_TEXT.encode("utf-16-le"),
+    "utf-16-be": HEADER_TEXT.encode("utf-16-be"),
+    "utf-16 with BOM": HEADER_TEXT.encode("utf-16"),
+    "utf-32-le": HEADER_TEXT.encode("utf-32-le"),
+    "leading space": b" " + HEADER_TEXT.encode(),
+    "invalid utf-8": HEADER_TEXT.encode().replace(b"s16le", b"s16\xffe"),
+    "truncated": HEADER_TEXT.encode()[:40],
+    "brace alone": b"{",
+    "brace and NUL": b"{\x00",
+}
+
+
+@pytest.mark.parametrize("name", sorted(ENCODED_HEADERS))
+def test_header_bytes_decode_exactly_as_json_loads_decodes_them(name: str) -> None:
+    """``parse_header`` decodes a plain UTF-8 header itself (a shortcut): every encoding json.loads
+    accepts (UTF-8/16/32, with or without BOM) must still give what json.loads gives, and every
+    header it refuses must still be refused (``bad_json``)."""
+    raw = ENCODED_HEADERS[name]
+    try:
+        expected = json.loads(raw)
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError both
+        expected = None
+    if expected is None or not isinstance(expected, dict):
+        with pytest.raises(ProtocolError) as excinfo:
+            parse_header(raw)
+        assert excinfo.value.reason == "bad_json"
+    else:
+        assert parse_header(raw) == expected
+
+
+def test_parse_parts_is_parse_frame_without_the_dataclass() -> None:
+    parts = encode_frame("s-1", 7, np.array([[0.5], [-0.25]], np.float32), 8000, "f32le", end=True, ts=1.5,
+                         token="t0k")
+    frame = parse_frame(parts, LIMIT)
+    stream_id, header_fields, samples, clipped = parse_parts(parts, LIMIT)
+    assert (stream_id, clipped) == (frame.stream_id, frame.clipped)
+    assert (header_fields["seq"], header_fields["sample_rate"], header_fields["channels"], header_fields["format"],
+            header_fields.get("end"), header_fields.get("ts"), header_fields.get("token")) == \
+        (frame.seq, frame.sample_rate, frame.channels, frame.format, frame.end, frame.ts, frame.token)
+    np.testing.assert_array_equal(samples, frame.samples)

@@ -103,3 +103,37 @@ def test_push_after_finish_is_an_error() -> None:
     windower.finish()
     with pytest.raises(RuntimeError):
         windower.push(ramp(3))
+
+
+def random_chunks(rng: np.random.Generator, samples: np.ndarray, largest: int) -> list[np.ndarray]:
+    """``samples`` cut at random places: empty chunks, single samples, and chunks past a window."""
+    cuts = np.sort(rng.integers(0, samples.size + 1, size=samples.size // max(1, largest // 2)))
+    return np.split(samples, cuts)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_ring_holds_the_tail_of_everything_written_whatever_the_chunks(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    signal = rng.standard_normal(5_000).astype(np.float32)
+    ring, written = SampleRing(97), 0
+    for chunk in random_chunks(rng, signal, 250):  # up to ~2.5 capacities: wraps, exact fills, overflows
+        ring.extend(chunk)
+        written += chunk.size
+        assert ring.total == written
+        np.testing.assert_array_equal(ring.latest(len(ring)), signal[max(0, written - 97):written])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_windows_are_the_signal_itself_bit_for_bit(seed: int) -> None:
+    """Fed in any chunks (a service's 20-ms frames, a file's blocks), every window is exactly the
+    slice of the whole signal it spans: the scores cannot depend on how the audio was cut."""
+    rng = np.random.default_rng(seed)
+    signal = rng.standard_normal(3_000).astype(np.float32)
+    windower = Windower(HOP, W, early=(40, 70))
+    windows = [w for chunk in random_chunks(rng, signal, 3 * W) for w in windower.push(chunk)]
+    whole = Windower(HOP, W, early=(40, 70)).push(signal)
+    assert [(w.index, w.start, w.end, w.early) for w in windows] == [(w.index, w.start, w.end, w.early) for w in whole]
+    for window in windows:
+        expected = fix_length(signal[:window.end], W) if window.early else signal[window.start:window.end]
+        assert window.samples.dtype == np.float32
+        np.testing.assert_array_equal(window.samples, expected)
