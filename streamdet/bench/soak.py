@@ -1,6 +1,6 @@
 """Soak test: a real ``streamdet serve`` under steady real-time load for a long time, sampled every interval.
 
-    scripts/soak --streams 24 --duration 3600 --threads 1 --out /work/soak-run
+    scripts/soak --streams 24 --duration 3600 --out /work/soak-run
 
 N streams of real speech (the demo clips, looped; each stream starts at another clip) are sent over
 ZeroMQ at real-time pace for ``duration`` seconds by one pacing loop (``streamdet.bench.pacing``).
