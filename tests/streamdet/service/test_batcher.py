@@ -249,13 +249,19 @@ async def test_a_stream_is_never_in_two_batches_in_flight_so_its_results_stay_in
     await batcher.close()
 
 
-async def test_close_waits_for_every_batch_in_flight_and_abandon_cancels_them(kit) -> None:
+async def two_batches_held_in_flight(kit) -> tuple[HeldScorer, Recorder, Batcher]:
+    """A batcher scoring streams "a" and "b" in two batches at once, both held until released."""
     scorer, rec = HeldScorer(kit), Recorder()
     batcher = Batcher(scorer, rec.on_result, rec.on_drop, max_batch=1, max_wait_s=0.0, max_in_flight=2)
     batcher.start()
     batcher.submit(coded_job("a", 0, 0.0))
     batcher.submit(coded_job("b", 0, 1.0))
     await asyncio.wait_for(_until(lambda: len(scorer.started) == 2), 5)
+    return scorer, rec, batcher
+
+
+async def test_close_waits_for_every_batch_in_flight_and_abandon_cancels_them(kit) -> None:
+    scorer, rec, batcher = await two_batches_held_in_flight(kit)
     closing = asyncio.create_task(batcher.close())
     await asyncio.sleep(0.05)
     assert not closing.done()
@@ -263,11 +269,6 @@ async def test_close_waits_for_every_batch_in_flight_and_abandon_cancels_them(ki
     await asyncio.wait_for(closing, 5)
     assert sorted(key for key, _, _ in rec.results) == ["a", "b"]
 
-    held, rec = HeldScorer(kit), Recorder()
-    batcher = Batcher(held, rec.on_result, rec.on_drop, max_batch=1, max_wait_s=0.0, max_in_flight=2)
-    batcher.start()
-    batcher.submit(coded_job("a", 0, 0.0))
-    batcher.submit(coded_job("b", 0, 1.0))
-    await asyncio.wait_for(_until(lambda: len(held.started) == 2), 5)
+    _, rec, batcher = await two_batches_held_in_flight(kit)
     await asyncio.wait_for(batcher.abandon(), 5)  # never released: both batches are cancelled
     assert rec.results == [] and rec.drops == []
