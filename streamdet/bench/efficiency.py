@@ -1,7 +1,7 @@
 """How much of the model's capacity the service turns into monitored streams.
 
 A sweep first times the scorer alone with the settings the service it starts will score with (same
-engine, device, threads, workers and batch size, read through ``streamdet serve``'s own flag and
+engine, device, threads, workers, lanes and batch size, read through ``streamdet serve``'s own flag and
 settings handling), then relates the largest stream count that met the SLO to it:
 
     efficiency = streams held × windows per stream per second (1 / hop) / model-only windows/s
@@ -43,19 +43,20 @@ def service_scoring(serve_command: Sequence[str]) -> ScoringSettings:
 
 def measure_service_scorer(engine: str, serve_command: Sequence[str],
                            say: Callable[[str], None] = print) -> dict[str, Any]:
-    """Model-only windows/s of ``engine`` at the service's threads, workers and batch size."""
+    """Model-only windows/s of ``engine`` at the service's threads, workers, lanes and batch size."""
     from streamdet.bench.model_only import BACKENDS, engine_candidates, run_model_only
 
     if engine.startswith("triton://"):
         raise ConfigError("the model-only reference needs a local engine, not a Triton server")
     scoring = service_scoring(serve_command)
     candidates = engine_candidates(engine, BACKENDS, scoring.max_batch, scoring.device, scoring.w2v2_source)
+    lanes = scoring.lanes or 1
     result = run_model_only(candidates, [scoring.max_batch], [scoring.threads or None], MODEL_ONLY_REPEATS,
-                            MODEL_ONLY_BUDGET_S, workers=[scoring.workers], say=say)
+                            MODEL_ONLY_BUDGET_S, workers=[scoring.workers or 1], say=say, lanes=lanes)
     best = result["best"]
     return {"windows_per_s": best["windows_per_s"], "label": best["label"], "threads": best["threads"],
-            "workers": best["workers"], "batch_size": best["batch_size"], "repeats": best["repeats"],
-            "device": scoring.device}
+            "workers": best["workers"], "lanes": lanes, "batch_size": best["batch_size"],
+            "repeats": best["repeats"], "device": scoring.device}
 
 
 def reference_of(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
@@ -83,7 +84,7 @@ def efficiency_line(streams: int | None, hop_s: float, model: dict[str, Any] | N
     timed = (f"; {model['before']['windows_per_s']:.1f} before the sweep, {model['after']['windows_per_s']:.1f} after"
              if "before" in model else "")
     where = (f"model-only {rate:.1f} windows/s ({model['label']}, threads {model['threads'] or 'default'}, "
-             f"workers {model['workers']}, batch {model['batch_size']}{timed})")
+             f"workers {model['workers']}, lanes {model.get('lanes', 1)}, batch {model['batch_size']}{timed})")
     if value is None:
         return f"service efficiency: n/a (no stream count met the SLO); {where}"
     return (f"service efficiency: {streams} streams x {1 / hop_s:.2f} windows/s = {streams / hop_s:.1f} "

@@ -9,6 +9,7 @@ median over the timed calls of batch size / seconds.
 from __future__ import annotations
 
 import copy
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,11 +129,23 @@ def engine_candidates(engine: str | Path, backends: Sequence[str], max_batch: in
     return [Candidate(label, label, lambda threads, workers: probe, {"engine": str(engine)})]
 
 
-def measure(scorer: Scorer, windows: np.ndarray, repeats: int, budget_s: float | None) -> dict[str, Any]:
-    """Warm up once on ``windows``, then time ``score_batch`` on them; median windows/s."""
+def measure(scorer: Scorer, windows: np.ndarray, repeats: int, budget_s: float | None,
+            lanes: int = 1) -> dict[str, Any]:
+    """Warm up once on ``windows``, then time ``score_batch`` on them; median windows/s. With
+    ``lanes`` > 1 each timed call is a round of that many threads scoring ``windows`` at once (as
+    the service's scoring lanes do), and a round scores ``lanes`` times the windows."""
     scorer.score_batch(windows)
-    times = time_calls(lambda: scorer.score_batch(windows), repeats, budget_s)
-    rates = [len(windows) / t for t in times]
+    if lanes == 1:
+        times = time_calls(lambda: scorer.score_batch(windows), repeats, budget_s)
+    else:
+        with ThreadPoolExecutor(lanes) as pool:
+            def round_of_lanes() -> None:
+                for future in [pool.submit(scorer.score_batch, windows) for _ in range(lanes)]:
+                    future.result()
+
+            round_of_lanes()  # every lane's thread warm too
+            times = time_calls(round_of_lanes, repeats, budget_s)
+    rates = [lanes * len(windows) / t for t in times]
     return {
         "windows_per_s": round(median(rates), 3),
         "seconds_per_batch": round(median(times), 5),
@@ -149,8 +162,9 @@ def synthetic_windows(count: int, seed: int = 0) -> np.ndarray:
 
 def run_model_only(candidates: Sequence[Candidate], batch_sizes: Sequence[int], threads: Sequence[int | None],
                    repeats: int = 5, budget_s: float | None = 60.0, workers: Sequence[int] = (1,),
-                   say: Callable[[str], None] = print) -> dict[str, Any]:
-    """Time every candidate at every thread count, worker count (torch) and batch size."""
+                   say: Callable[[str], None] = print, lanes: int = 1) -> dict[str, Any]:
+    """Time every candidate at every thread count, worker count (torch) and batch size, with
+    ``lanes`` threads scoring batches at once (``measure``)."""
     pool = synthetic_windows(max(batch_sizes))
     rows: list[dict[str, Any]] = []
     for candidate in candidates:
@@ -158,10 +172,12 @@ def run_model_only(candidates: Sequence[Candidate], batch_sizes: Sequence[int], 
             for thread_count in threads:
                 scorer = candidate.open(thread_count, worker_count)
                 used = getattr(scorer, "threads", thread_count)
-                label = candidate.label + (f" x{worker_count} workers" if worker_count > 1 else "")
+                label = (candidate.label + (f" x{worker_count} workers" if worker_count > 1 else "")
+                         + (f" x{lanes} lanes" if lanes > 1 else ""))
                 for batch in batch_sizes:
                     row = {"label": label, "backend": candidate.backend, "threads": used, "workers": worker_count,
-                           "batch_size": batch, **measure(scorer, pool[:batch], repeats, budget_s)}
+                           "lanes": lanes, "batch_size": batch,
+                           **measure(scorer, pool[:batch], repeats, budget_s, lanes)}
                     rows.append(row)
                     say(f"{label:<32} threads {str(used or 'default'):>7}  batch {batch:>4}: "
                         f"{row['windows_per_s']:>9.2f} windows/s")

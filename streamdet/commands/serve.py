@@ -29,9 +29,10 @@ FLAGS: tuple[tuple[str, str, str, Any, str], ...] = (
     ("--engine", "scoring", "engine", str, "CM directory (or engine) to score with"),
     ("--device", "scoring", "device", str, "auto | cpu | cuda | cuda:N"),
     ("--w2v2-source", "scoring", "w2v2_source", str, "XLS-R location for W2V2 CMs (hub id or directory)"),
-    ("--threads", "scoring", "threads", int, "torch intra-op threads (0 = torch's default)"),
-    ("--workers", "scoring", "workers", int, "threads scoring parts of a batch concurrently (torch, CPU)"),
-    ("--batches-in-flight", "scoring", "batches_in_flight", int, "batches scored at once"),
+    ("--threads", "scoring", "threads", int, "the model's intra-op threads (0 = serve's choice)"),
+    ("--lanes", "scoring", "lanes", int, "threads scoring whole batches concurrently (default: CPU cores; GPU 1)"),
+    ("--workers", "scoring", "workers", int, "threads scoring parts of one batch concurrently (torch, CPU)"),
+    ("--batches-in-flight", "scoring", "batches_in_flight", int, "batches handed to scoring at once (default lanes + 1)"),
     ("--max-batch", "scoring", "max_batch", int, "most windows per scored batch"),
     ("--max-wait-ms", "scoring", "max_wait_ms", float, "longest wait for a fuller batch"),
     ("--max-pending", "scoring", "max_pending_per_stream", int, "windows queued per stream before dropping"),
@@ -146,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
         use_json_logs()
     limit_malloc_arenas()  # before the scorer starts its threads (streamdet.service.memory)
     scoring = resolve_scoring(settings.scoring)
+    settings = settings.model_copy(update={"scoring": scoring})
     engine = scoring.engine or _shipped_cm(PULL_HINT)
     try:
         scorer = open_scorer(engine, device=scoring.device, w2v2_source=scoring.w2v2_source,
@@ -184,18 +186,23 @@ def default_max_batch(device: str) -> int:
     return 32 if _on_gpu(device) else 2
 
 
-def default_workers(device: str, max_batch: int) -> int:
-    """On CPU one scoring worker per window of a batch, at most one per core; 1 on GPU (a GPU takes
-    the whole batch at once)."""
-    return 1 if _on_gpu(device) else max(1, min(max_batch, os.cpu_count() or 1))
+def default_lanes(device: str) -> int:
+    """On CPU one scoring lane per core; 1 on GPU (a GPU takes the whole batch at once)."""
+    return 1 if _on_gpu(device) else max(1, os.cpu_count() or 1)
 
 
 def resolve_scoring(scoring: ScoringSettings) -> ScoringSettings:
-    """``scoring`` with what was left to serve filled in per device (``max_batch``, ``workers``): the
-    one place serve, the demo and the bench's model-only reference take them from."""
+    """``scoring`` with what was left to serve filled in per device (``max_batch``, ``lanes``,
+    ``workers``, ``threads``, ``batches_in_flight``): the one place serve, the demo and the bench's
+    model-only reference take them from."""
     max_batch = scoring.max_batch or default_max_batch(scoring.device)
-    workers = scoring.workers or default_workers(scoring.device, max_batch)
-    return scoring.model_copy(update={"max_batch": max_batch, "workers": workers})
+    lanes = scoring.lanes or default_lanes(scoring.device)
+    workers = scoring.workers or 1
+    threads = scoring.threads
+    if not threads and not _on_gpu(scoring.device):  # the cores shared out: no thread waits for a core
+        threads = max(1, (os.cpu_count() or 1) // (lanes * workers))
+    return scoring.model_copy(update={"max_batch": max_batch, "lanes": lanes, "workers": workers, "threads": threads,
+                                      "batches_in_flight": scoring.batches_in_flight or lanes + 1})
 
 
 async def _serve(settings, scorer) -> Service:

@@ -43,7 +43,10 @@ class DemoOptions:
 
 
 def demo_settings(options: DemoOptions) -> Settings:
-    """The service's settings (environment and defaults) with every socket on loopback, free ports."""
+    """The service's settings (environment and defaults) with every socket on loopback, free ports,
+    and scoring resolved as ``streamdet serve`` resolves it."""
+    from streamdet.commands.serve import resolve_scoring
+
     overrides: dict[str, Any] = {
         "ingest": {"endpoint": LOOPBACK_ANY_PORT},
         "alerts": {"endpoint": LOOPBACK_ANY_PORT},
@@ -55,16 +58,16 @@ def demo_settings(options: DemoOptions) -> Settings:
                if value is not None}
     if scoring:
         overrides["scoring"] = scoring
-    return load_settings(None, overrides)
+    settings = load_settings(None, overrides)
+    return settings.model_copy(update={"scoring": resolve_scoring(settings.scoring)})
 
 
 def open_demo_scorer(settings: Settings) -> Scorer:
     """The configured engine, else the CM shipped in the package; as ``streamdet serve`` opens it."""
-    from streamdet.commands.serve import resolve_scoring
     from streamdet.pretrained import default_cm_dir
     from streamdet.scoring import open_scorer
 
-    scoring = resolve_scoring(settings.scoring)
+    scoring = settings.scoring
     return open_scorer(scoring.engine or str(default_cm_dir()), device=scoring.device,
                        w2v2_source=scoring.w2v2_source, max_batch=scoring.max_batch,
                        threads=scoring.threads or None, workers=scoring.workers)

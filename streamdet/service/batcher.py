@@ -8,11 +8,16 @@ worker thread while the scorer scores it (the service measures each window's spe
 event loop and overlapping the model). ``submit`` never blocks: when a stream's
 queue is full its oldest window is dropped and handed to ``on_drop``.
 
-Up to ``max_in_flight`` batches are scored at once (1: one after the other). With more, the next
-batch is formed and handed to a thread while the last is still being scored, so the model never
-waits for the event loop between batches (on a 2-core CPU, the gap while the loop drains frames and
-publishes results left a core idle). A stream has windows in at most one batch in flight, so its
-results still come in order.
+A scorer that runs in-process (one that keeps the base ``Scorer.score``) is run in the batcher's own
+``lanes`` threads, each scoring a whole batch: ``measure`` and then the model, in the same thread,
+so a batch costs one hand-off between threads each way (on a small VM every wake-up of a thread costs
+the model time, docs/benchmarks.md). A scorer with its own ``score`` coroutine (a remote server) is
+awaited, concurrently with ``measure`` in a thread.
+
+Up to ``max_in_flight`` batches are handed to scoring at once (1: one after the other). With one
+more than there are lanes, a batch is always formed and waiting when a lane finishes, so no lane
+waits for the event loop between batches (on a 2-core CPU that gap left a core idle about a sixth of
+the time). A stream has windows in at most one batch in flight, so its results still come in order.
 
 Overload is shed, not queued, so that an overloaded service stays near real time (each window
 shed goes to ``on_drop`` with its reason; a stream's newest window is never shed, so every stream
@@ -33,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from concurrent.futures import ThreadPoolExecutor
 import math
 import time
 from collections import deque
@@ -86,10 +92,12 @@ class Batcher:
         max_latency_s: float | None = None,
         on_batch: BatchCallback | None = None,
         measure: MeasureCallback | None = None,
+        lanes: int = 1,
         max_in_flight: int = 1,
     ) -> None:
         """``max_pending_windows``, ``max_pending_bytes``, ``max_latency_s``: the shedding bounds
-        (module docstring); None = unbounded. ``max_in_flight``: batches scored at once."""
+        (module docstring); None = unbounded. ``lanes``: threads scoring batches of an in-process
+        scorer; ``max_in_flight``: batches handed to scoring at once."""
         self.scorer = scorer
         self.max_batch = max(1, min(max_batch, scorer.max_batch))
         self.max_wait_s = max_wait_s
@@ -97,9 +105,13 @@ class Batcher:
         self.max_pending_windows = max_pending_windows
         self.max_pending_bytes = max_pending_bytes
         self.max_latency_s = max_latency_s
-        if max_in_flight < 1:
-            raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
+        if max_in_flight < 1 or lanes < 1:
+            raise ValueError(f"lanes and max_in_flight must be at least 1, got {lanes} and {max_in_flight}")
+        self.lanes = lanes
         self.max_in_flight = max_in_flight
+        self._in_process = type(scorer).score is Scorer.score
+        """The scorer runs here (its ``score_batch`` in our lanes), not behind its own ``score`` coroutine."""
+        self._lanes: ThreadPoolExecutor | None = None
         self._on_result = on_result
         self._on_drop = on_drop
         self._on_batch = on_batch
@@ -144,6 +156,8 @@ class Batcher:
         return None
 
     def start(self) -> None:
+        if self._in_process:
+            self._lanes = ThreadPoolExecutor(self.lanes, thread_name_prefix="streamdet-scoring")
         self._task = asyncio.create_task(self._run(), name="streamdet-batcher")
 
     def submit(self, job: WindowJob) -> None:
@@ -206,6 +220,7 @@ class Batcher:
         self._wake.set()
         if self._task is not None:
             await self._task
+        self._stop_lanes()
 
     async def abandon(self) -> None:
         """Stop now (``close`` ran out of time): cancel the task and forget the queued windows. Neither
@@ -217,6 +232,13 @@ class Batcher:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._queues, self._pending, self._pending_bytes = {}, 0, 0
+        self._stop_lanes()
+
+    def _stop_lanes(self) -> None:
+        # Without waiting: a batch abandoned mid-model finishes in its thread, and nobody reads it.
+        if self._lanes is not None:
+            self._lanes.shutdown(wait=False, cancel_futures=True)
+            self._lanes = None
 
     async def _run(self) -> None:
         while True:
@@ -289,17 +311,10 @@ class Batcher:
     async def _score_and_report(self, batch: list[WindowJob]) -> None:
         started = time.monotonic()
         try:
-            scoring = self.scorer.score(np.stack([job.window.samples for job in batch]))
-            if self._measure is not None:
-                # Both finish before this batch's streams can be in another (a stream's speech is
-                # measured by one thread at a time).
-                probs, measured = await asyncio.gather(scoring, asyncio.to_thread(self._measure, batch),
-                                                       return_exceptions=True)
-                for outcome in (probs, measured):
-                    if isinstance(outcome, BaseException):
-                        raise outcome
+            if self._lanes is not None:
+                probs = await asyncio.get_running_loop().run_in_executor(self._lanes, self._measure_and_score, batch)
             else:
-                probs = await scoring
+                probs = await self._score_remotely(batch)
             probs = np.asarray(probs)
             if probs.shape != (len(batch),):
                 raise ValueError(f"scorer returned shape {probs.shape} for a batch of {len(batch)}")
@@ -316,6 +331,25 @@ class Batcher:
                 self._call(self._on_drop, job, "non_finite_score" if not np.isfinite(prob) else "score_out_of_range")
                 continue
             self._call(self._on_result, job, float(prob))
+
+    def _measure_and_score(self, batch: list[WindowJob]) -> np.ndarray:
+        """In a lane: the batch's speech, then its scores. Both finish before this batch's streams can
+        be in another (a stream's speech is measured by one thread at a time)."""
+        if self._measure is not None:
+            self._measure(batch)
+        return self.scorer.score_batch(np.stack([job.window.samples for job in batch]))
+
+    async def _score_remotely(self, batch: list[WindowJob]) -> np.ndarray:
+        """The scorer's own ``score`` coroutine, with ``measure`` in a thread meanwhile."""
+        scoring = self.scorer.score(np.stack([job.window.samples for job in batch]))
+        if self._measure is None:
+            return await scoring
+        probs, measured = await asyncio.gather(scoring, asyncio.to_thread(self._measure, batch),
+                                               return_exceptions=True)
+        for outcome in (probs, measured):
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return probs
 
     @staticmethod
     def _call(callback: Callable[..., None], *args: Any) -> None:

@@ -174,7 +174,7 @@ class Service:
             max_wait_s=s.scoring.max_wait_ms / 1000.0, max_pending_per_stream=s.scoring.max_pending_per_stream,
             max_pending_windows=s.scoring.max_pending_windows, max_pending_bytes=s.scoring.max_pending_bytes,
             max_latency_s=s.scoring.max_latency_s, on_batch=self._observe_batch, measure=self.registry.measure_speech,
-            max_in_flight=s.scoring.batches_in_flight,
+            lanes=s.scoring.lanes or 1, max_in_flight=s.scoring.batches_in_flight or 1,
         )
         self.metrics.track_queue_depth(lambda: self.batcher.pending if self.batcher else 0)
         self.metrics.overloaded.set_function(lambda: self.overloaded() is not None)

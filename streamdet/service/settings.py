@@ -100,19 +100,22 @@ class ScoringSettings(_Section):
     device: str = "auto"
     w2v2_source: str | None = None
     threads: int = Field(0, ge=0)
-    """Intra-op threads for the torch backend; 0 keeps torch's default."""
+    """Intra-op threads of the model (torch, ONNX Runtime); 0 lets ``streamdet serve`` choose: on CPU
+    the cores divided among the lanes and workers (1 on a 2-core machine), else the backend's default."""
+    lanes: int | None = Field(None, ge=1)
+    """Threads that score whole batches concurrently (an in-process model), each measuring its batch's
+    speech and then scoring it. None lets ``streamdet serve`` choose: on CPU one per core, each with
+    one intra-op thread (no barrier between threads inside a batch, no OpenMP spin-waiting; it
+    degrades gently when the cores are shared; docs/benchmarks.md), 1 on GPU."""
     workers: int | None = Field(None, ge=1)
-    """Threads scoring the parts of a batch concurrently (torch on CPU), each with ``threads`` intra-op
-    threads (0: the cores divided among them). None lets ``streamdet serve`` choose: on CPU one per
-    window of the batch (2 workers of one thread each on a 2-core machine, which keeps both cores
-    busy without OpenMP's spin-waiting and degrades gently when the cores are shared;
-    docs/benchmarks.md), 1 on GPU."""
+    """Threads scoring the parts of one batch concurrently (torch on CPU). None: 1 (the lanes
+    parallelise across batches instead, which keeps a core from waiting for the slower part)."""
     max_batch: int | None = Field(None, ge=1)
     """Most windows per scored batch; None lets ``streamdet serve`` choose: 2 on CPU, where larger
     batches of the Mel-LCNN cost more per window (its activations outgrow the caches), 32 on GPU."""
-    batches_in_flight: int = Field(1, ge=1)
-    """Batches scored at once: with 2, the next batch goes to a thread while the last is still being
-    scored, so the model never waits for the event loop between batches (a stream is in one batch
+    batches_in_flight: int | None = Field(None, ge=1)
+    """Batches handed to scoring at once; None: one more than the lanes, so that a formed batch is
+    waiting whenever a lane finishes and no lane waits for the event loop (a stream is in one batch
     at a time, so its results keep their order)."""
     max_wait_ms: float = Field(10.0, ge=0)
     """How long the batcher waits, after the oldest pending window arrived, for a fuller batch."""

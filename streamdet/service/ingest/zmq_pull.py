@@ -64,6 +64,10 @@ class ZmqIngest:
     DRAIN_MAX_BYTES = 1 << 20
     """Most bytes of frames handled per wake-up (at least one frame): 256 frames of 1 MiB kept the
     loop, and so /healthz, busy for seconds per turn."""
+    COALESCE_S = 0.005
+    """After emptying the queue, the ingest sleeps this long before waiting for frames again: at
+    thousands of frames per second a wake-up per frame preempts the scoring threads thousands of
+    times per second (each costs the model its caches); 5 ms of gathering costs a window nothing."""
     MAX_REMEMBERED = 4_096
     """Most owners kept for reuse (``_owner``); past it they are all forgotten."""
 
@@ -134,7 +138,9 @@ class ZmqIngest:
         direct = zmq.Socket.shadow(self._socket.underlying)
         while True:
             await self._socket.poll(flags=zmq.POLLIN)
-            self.drain(direct)
+            if self.drain(direct) < self.DRAIN_MAX:
+                # Let frames gather before the next wake-up rather than waking per frame.
+                await asyncio.sleep(self.COALESCE_S)
 
     def drain(self, sock: zmq.Socket) -> int:
         """Handle the frames already queued on ``sock`` (at most ``DRAIN_MAX`` of them, and about

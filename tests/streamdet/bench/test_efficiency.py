@@ -31,20 +31,27 @@ def test_service_scoring_reads_the_serve_flags_and_resolves_the_cpu_batch(tmp_pa
     monkeypatch.delenv("STREAMDET_SCORING__MAX_BATCH", raising=False)
     scoring = service_scoring(["--engine", str(tmp_path), "--device", "cpu", "--threads=1", "--workers=2"])
     assert (scoring.threads, scoring.workers, scoring.max_batch, scoring.device) == (1, 2, 2, "cpu")
-    monkeypatch.setattr(serve.os, "cpu_count", lambda: 2)
-    scoring = service_scoring(["--engine", str(tmp_path), "--device", "cpu", "--max-batch=4"])
-    assert (scoring.threads, scoring.workers, scoring.max_batch) == (0, 2, 4)  # a worker per core
+    monkeypatch.setattr(serve.os, "cpu_count", lambda: 4)
+    scoring = service_scoring(["--engine", str(tmp_path), "--device", "cpu", "--max-batch=4", "--lanes=2"])
+    assert (scoring.threads, scoring.lanes, scoring.batches_in_flight, scoring.max_batch) == (2, 2, 3, 4)
 
 
-def test_serve_defaults_on_cpu_are_a_batch_of_two_and_a_single_threaded_worker_per_window(tmp_path, monkeypatch):
-    for name in ("STREAMDET_SCORING__MAX_BATCH", "STREAMDET_SCORING__WORKERS", "STREAMDET_SCORING__THREADS"):
+def test_serve_defaults_on_cpu_are_a_batch_of_two_and_a_single_threaded_lane_per_core(tmp_path, monkeypatch):
+    for name in ("STREAMDET_SCORING__MAX_BATCH", "STREAMDET_SCORING__WORKERS", "STREAMDET_SCORING__THREADS",
+                 "STREAMDET_SCORING__LANES", "STREAMDET_SCORING__BATCHES_IN_FLIGHT"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(serve.os, "cpu_count", lambda: 2)
     scoring = service_scoring(["--engine", str(tmp_path), "--device", "cpu"])
-    assert (scoring.max_batch, scoring.workers, scoring.threads) == (2, 2, 0)  # 0: the cores divided among them
+    # A batch ready for whichever lane finishes first: one more in flight than there are lanes.
+    assert (scoring.max_batch, scoring.lanes, scoring.workers, scoring.threads, scoring.batches_in_flight) == (
+        2, 2, 1, 1, 3)
     monkeypatch.setattr(serve.os, "cpu_count", lambda: 1)
-    assert service_scoring(["--engine", str(tmp_path), "--device", "cpu"]).workers == 1
-    assert service_scoring(["--engine", str(tmp_path), "--device", "cpu", "--workers=3"]).workers == 3
+    assert service_scoring(["--engine", str(tmp_path), "--device", "cpu"]).lanes == 1
+    # Asked for, the cores are shared out among lanes and workers: 8 cores, 2 lanes x 2 workers = 2 threads each.
+    monkeypatch.setattr(serve.os, "cpu_count", lambda: 8)
+    scoring = service_scoring(["--engine", str(tmp_path), "--device", "cpu", "--lanes=2", "--workers=2"])
+    assert (scoring.threads, scoring.batches_in_flight) == (2, 3)
+    assert service_scoring(["--engine", str(tmp_path), "--device", "cpu", "--batches-in-flight=5"]).batches_in_flight == 5
 
 
 def test_the_reference_is_the_faster_of_the_measurements_before_and_after_the_sweep():

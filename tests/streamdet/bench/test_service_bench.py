@@ -15,7 +15,7 @@ from streamdet.bench.load import StepConfig, run_step
 from streamdet.bench.server import Endpoints, ServerProcess
 from streamdet.bench.sweep import SLO
 from streamdet.cli import main
-from streamdet.commands.serve import default_workers
+from streamdet.commands.serve import default_lanes
 from streamdet.manifest import InputContract
 from streamdet.scoring.base import Scorer
 from streamdet.service.server import Service
@@ -58,10 +58,11 @@ def test_ci_sweep_writes_json_and_plot(mel_cm_dir: Path, tmp_path: Path, capsys)
     met = [s["streams"] for s in steps if s["slo_met"]]
     assert report["max_streams_meeting_slo"] == (max(met) if met and steps[0]["slo_met"] else None)
     assert status == (0 if report["max_streams_meeting_slo"] is not None else 1)
-    # The scorer alone at the service's settings (threads 1, serve's CPU default of a worker per window
-    # of the batch, CPU batch 2), timed before the sweep.
+    # The scorer alone at the service's settings (threads 1, serve's CPU default of a lane per core,
+    # one worker, CPU batch 2), timed before and after the sweep.
     reference = report["model_only_reference"]
-    assert (reference["threads"], reference["workers"], reference["batch_size"]) == (1, default_workers("cpu", 2), 2)
+    assert (reference["threads"], reference["workers"], reference["lanes"], reference["batch_size"]) == (
+        1, 1, default_lanes("cpu"), 2)
     assert reference["windows_per_s"] == max(reference["before"]["windows_per_s"], reference["after"]["windows_per_s"]) > 0
     best = report["max_streams_meeting_slo"]
     assert report["service_efficiency"] == (None if best is None else pytest.approx(best / reference["windows_per_s"]))

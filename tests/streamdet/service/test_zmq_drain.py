@@ -3,6 +3,7 @@ exactly (the accepted ones once per drain, not once per frame)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import numpy as np
@@ -70,3 +71,32 @@ async def test_a_drain_is_bounded_and_counts_every_frame_it_handled() -> None:
         pull.close(linger=0)
         context.term()
         await ingest.stop()
+
+
+async def test_frames_arriving_one_by_one_are_gathered_into_few_wake_ups() -> None:
+    # 100 frames a millisecond apart: woken per frame, the ingest would drain about 100 times; it
+    # sleeps COALESCE_S after emptying its queue, so the frames of each few ms come in one drain.
+    metrics = ServiceMetrics()
+    registry = StreamRegistry(StreamPolicy(min_speech=0.0), lambda job: None, None, metrics,  # type: ignore[arg-type]
+                              model_id="test")
+    ingest = ZmqIngest(IngestSettings(endpoint="tcp://127.0.0.1:*"), 1 << 20)
+    drains: list[int] = []
+    drain = ingest.drain
+    ingest.drain = lambda sock: drains.append(drain(sock)) or drains[-1]  # type: ignore[method-assign]
+    context = zmq.asyncio.Context()
+    await ingest.start(IngestContext(registry, RejectReporter(metrics), metrics, context))
+    push = context.socket(zmq.PUSH)
+    try:
+        push.connect(ingest.endpoint)
+        for seq in range(100):
+            await push.send_multipart(encode_frame("a", seq, CHUNK, 16_000))
+            await asyncio.sleep(0.001)
+        deadline = asyncio.get_running_loop().time() + 10
+        while sum(drains) < 100 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        assert sum(drains) == 100 and registry.get("a").last_seq == 99
+        assert len([n for n in drains if n]) <= 50, drains
+    finally:
+        push.close(linger=0)
+        await ingest.stop()
+        context.term()
