@@ -234,6 +234,8 @@ def trace_probabilities(cm: Countermeasure, fn: Callable[[torch.Tensor], torch.T
         # in the service's log. It still runs; its replacement torch.compile needs a C++ toolchain here.
         warnings.filterwarnings("ignore", category=DeprecationWarning, message=r"`torch\.jit\.")
         example = torch.zeros((size, samples), dtype=torch.float32, device=device)
+        # No check_trace: it traces again and runs the CM more times on the first batch of each size;
+        # tests/streamdet/scoring/test_torch_scorer_trace.py compares traced with eager scores instead.
         return torch.jit.trace(_Probabilities(cm, fn), example, check_trace=False)
 
 
