@@ -24,4 +24,5 @@ ARCHITECTURE = Architecture(
     logit_layer="fc",
     paper_columns=("Mel", "CNN"),  # not a paper CM; the column names only label tables
     channels_last=True,
+    traceable=True,
 )

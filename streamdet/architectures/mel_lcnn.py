@@ -24,5 +24,6 @@ ARCHITECTURE = Architecture(
     logit_layer="fc_mu",
     paper_columns=("Mel", "LCNN"),
     channels_last=True,
+    traceable=True,
     authors_checkpoints=True,
 )

@@ -69,6 +69,9 @@ class Architecture:
     """Feature and backbone columns of the paper's result tables, e.g. ("Mel", "LCNN")."""
     channels_last: bool = False
     """A CNN backend that runs faster on channels-last activations on CPU (scorer and trainer default)."""
+    traceable: bool = False
+    """The whole CM (front-end, backend, softmax) traces exactly with ``torch.jit.trace``: no data-dependent
+    control flow, so a trace per batch size scores as eager mode does (the scorer's CPU default)."""
     ddp_unused_parameters: bool = False
     """The backend holds parameters its forward never uses (DDP must be told)."""
     authors_checkpoints: bool = False

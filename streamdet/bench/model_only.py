@@ -46,7 +46,7 @@ class Candidate:
 
 
 def _torch_candidate(label: str, load: Callable[[], Countermeasure], max_batch: int, channels_last: bool | None,
-                     info: dict[str, Any], cuda_graphs: bool = False) -> Candidate:
+                     info: dict[str, Any], cuda_graphs: bool = False, trace: bool | None = None) -> Candidate:
     """The CM is loaded once; each (threads, workers) gets a light ``TorchScorer`` around it."""
     from streamdet.scoring.torch_scorer import TorchScorer
 
@@ -57,9 +57,10 @@ def _torch_candidate(label: str, load: Callable[[], Countermeasure], max_batch: 
             holder.append(load())
         threads = threads or max(1, DEFAULT_TORCH_THREADS // workers)
         return TorchScorer.from_cm(holder[0], max_batch, threads=threads, workers=workers,
-                                   channels_last=channels_last, cuda_graphs=cuda_graphs)
+                                   channels_last=channels_last, cuda_graphs=cuda_graphs, trace=trace)
 
-    return Candidate(label, "torch", open_with, {**info, "channels_last": channels_last, "cuda_graphs": cuda_graphs})
+    return Candidate(label + _trace_suffix(trace), "torch", open_with,
+                     {**info, "channels_last": channels_last, "cuda_graphs": cuda_graphs, "trace": trace})
 
 
 def _onnx_candidate(path: Path, device: str, max_batch: int) -> Candidate:
@@ -81,9 +82,18 @@ def _layout_label(channels_last: bool | None) -> str:
     return {None: "torch", True: "torch-channels-last", False: "torch-nchw"}[channels_last]
 
 
+def trace_setting(choice: str) -> bool | None:
+    """``--trace``: auto (None, the scorer's default: traced on CPU where the architecture allows), on, off."""
+    return {"auto": None, "on": True, "off": False}[choice]
+
+
+def _trace_suffix(trace: bool | None) -> str:
+    return {None: "", True: " traced", False: " eager"}[trace]
+
+
 def arch_candidates(architecture: str, backends: Sequence[str], max_batch: int, w2v2_source: str | None = None,
                     layout: str = "auto", seed: int = 0, device: str = "cpu",
-                    cuda_graphs: bool = False) -> list[Candidate]:
+                    cuda_graphs: bool = False, trace: bool | None = None) -> list[Candidate]:
     """Torch scorers for a random-weight CM of ``architecture`` (W2V2: XLS-R 300M shape, five layers)."""
     from streamdet.bench.models import random_countermeasure
     from streamdet.scoring.torch_scorer import resolve_device
@@ -96,13 +106,13 @@ def arch_candidates(architecture: str, backends: Sequence[str], max_batch: int, 
     for index, channels_last in enumerate(layouts_for(layout)):
         own = cm if index == 0 else copy.deepcopy(cm)  # the channels-last conversion is in place
         candidates.append(_torch_candidate(_layout_label(channels_last), lambda own=own: own, max_batch,
-                                           channels_last, info, cuda_graphs))
+                                           channels_last, info, cuda_graphs, trace))
     return candidates
 
 
 def engine_candidates(engine: str | Path, backends: Sequence[str], max_batch: int, device: str = "cpu",
                       w2v2_source: str | None = None, layout: str = "auto",
-                      cuda_graphs: bool = False) -> list[Candidate]:
+                      cuda_graphs: bool = False, trace: bool | None = None) -> list[Candidate]:
     """Scorers for an engine path: a CM directory (torch) or an ONNX engine (ONNX Runtime)."""
     from streamdet.scoring import open_scorer
     from streamdet.scoring.onnx_scorer import OnnxScorer
@@ -123,7 +133,7 @@ def engine_candidates(engine: str | Path, backends: Sequence[str], max_batch: in
             load = (lambda: probe.cm) if index == 0 else (
                 lambda: load_cm(engine, w2v2_source=w2v2_source, device=resolve_device(device)))
             candidates.append(_torch_candidate(_layout_label(channels_last), load, max_batch, channels_last, info,
-                                               cuda_graphs))
+                                               cuda_graphs, trace))
         return candidates
     label = type(probe).__name__
     return [Candidate(label, label, lambda threads, workers: probe, {"engine": str(engine)})]

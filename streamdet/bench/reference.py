@@ -221,11 +221,13 @@ def compare(reference: Way, candidates: Sequence[Way], windows: np.ndarray, repe
 
 def torch_way(cm: Countermeasure, batch: int, threads: int | None, workers: int = 1,
               label: str = "streamdet-torch") -> Way:
-    """streamdet's torch scorer on ``cm`` (five layers, batched, inference_mode, threads, layout, workers)."""
+    """streamdet's torch scorer on ``cm`` (five layers, batched, inference_mode, threads, layout, workers,
+    trace)."""
     from streamdet.scoring.torch_scorer import TorchScorer
 
     scorer = TorchScorer.from_cm(cm, max_batch=batch, threads=threads, workers=workers)
-    info = {"batch": batch, "channels_last": scorer.channels_last, "workers": workers, "backend": "torch"}
+    info = {"batch": batch, "channels_last": scorer.channels_last, "trace": scorer.trace, "workers": workers,
+            "backend": "torch"}
     return Way(label, scorer.score_batch, scorer.threads, info)
 
 

@@ -45,7 +45,13 @@ def _finish(args: argparse.Namespace, mode: str, report: dict[str, Any]) -> Path
 
 
 def model_only(args: argparse.Namespace) -> int:
-    from streamdet.bench.model_only import BACKENDS, arch_candidates, engine_candidates, run_model_only
+    from streamdet.bench.model_only import (
+        BACKENDS,
+        arch_candidates,
+        engine_candidates,
+        run_model_only,
+        trace_setting,
+    )
 
     if bool(args.engine) == bool(args.arch):
         raise ConfigError("--model-only needs --engine PATH (repeatable) or --arch NAME")
@@ -54,14 +60,15 @@ def model_only(args: argparse.Namespace) -> int:
     if unknown:
         raise ConfigError(f"unknown backend(s) {sorted(unknown)}; choose from {', '.join(BACKENDS)}")
     max_batch = max(args.batch_sizes)
+    trace = trace_setting(args.trace)
     if args.arch:
         candidates = arch_candidates(args.arch, backends, max_batch, args.w2v2_source, args.channels_last,
-                                     device=args.device, cuda_graphs=args.cuda_graphs)
+                                     device=args.device, cuda_graphs=args.cuda_graphs, trace=trace)
     else:
         candidates = []
         for engine in args.engine:
             candidates += engine_candidates(engine, backends, max_batch, args.device, args.w2v2_source,
-                                            args.channels_last, args.cuda_graphs)
+                                            args.channels_last, args.cuda_graphs, trace)
     load = _wait(args)
     results = run_model_only(candidates, args.batch_sizes, args.threads or [None], args.repeats or 5,
                              args.budget_s, workers=args.workers)
@@ -74,7 +81,7 @@ def model_only(args: argparse.Namespace) -> int:
         "config": {"arch": args.arch, "engines": args.engine, "backends": backends, "device": args.device,
                    "batch_sizes": args.batch_sizes, "threads": args.threads, "workers": args.workers, "repeats": args.repeats or 5,
                    "budget_s": args.budget_s, "channels_last": args.channels_last,
-                   "cuda_graphs": args.cuda_graphs},
+                   "cuda_graphs": args.cuda_graphs, "trace": args.trace},
         **results,
     })
     return 0

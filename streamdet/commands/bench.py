@@ -60,6 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="torch: threads scoring parts of a batch concurrently (model-only: a list; default 1)")
     m.add_argument("--channels-last", choices=("auto", "on", "off", "both"), default="auto",
                    help="torch LCNN layout on CPU (auto: channels-last)")
+    m.add_argument("--trace", choices=("auto", "on", "off"), default="auto",
+                   help="torch on CPU: the CM traced per batch size (auto: on where it traces exactly)")
     m.add_argument("--cuda-graphs", action="store_true",
                    help="torch on CUDA: replay one CUDA graph per batch size (fp16 autocast is on by default)")
     m.add_argument("--repeats", type=int, help="timed calls per configuration (model-only 5, compare 3; median)")

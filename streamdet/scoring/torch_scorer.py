@@ -11,6 +11,12 @@ Fast paths (each keeps P(bona fide) within 1e-4 of the plain fp32 CM on CPU; fp1
 - channels-last backends on CPU (the LCNN; the architecture's ``channels_last``): oneDNN's
   convolutions and max-pooling run 1.5-2x faster on NHWC activations than on NCHW ones
   (docs/benchmarks.md); exact up to float rounding;
+- ``trace`` on CPU (architectures marked ``traceable``; the CPU default): the CM's forward pass
+  (front-end, layout conversion, backend, softmax) traced with ``torch.jit.trace``, once per batch
+  size on first use. Eager mode returns to Python after every operator and must re-take the GIL,
+  which the service's event loop holds often: about 40 voluntary context switches per batch of two
+  windows against 4 traced, and 69 ms wall per batch instead of 78 in the service. Not frozen:
+  ``torch.jit.freeze`` folds batch norm into the convolutions (other rounding) and measured no faster;
 - on CUDA: fp16 autocast for every backend and the front-ends marked ``fp16_safe`` (the mel
   front-end stays fp32: its power spectrum can exceed fp16's range), and optionally CUDA graphs,
   one per batch size bucket (powers of two up to ``max_batch``; a smaller batch is padded with
@@ -20,11 +26,14 @@ Fast paths (each keeps P(bona fide) within 1e-4 of the plain fp32 CM on CPU; fp1
 from __future__ import annotations
 
 import threading
+import warnings
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from streamdet import architectures
 from streamdet.cm import Countermeasure, load_cm
@@ -57,11 +66,12 @@ class TorchScorer(Scorer):
         channels_last: bool | None = None,
         fp16: bool | None = None,
         cuda_graphs: bool = False,
+        trace: bool | None = None,
         trust_unhashed: bool = False,
     ) -> None:
         device = resolve_device(device)
         cm = load_cm(cm_dir, w2v2_source=w2v2_source, device=device, trust_unhashed=trust_unhashed)
-        self._setup(cm, max_batch, threads, workers, channels_last, fp16, cuda_graphs)
+        self._setup(cm, max_batch, threads, workers, channels_last, fp16, cuda_graphs, trace)
 
     @classmethod
     def from_cm(
@@ -74,10 +84,11 @@ class TorchScorer(Scorer):
         channels_last: bool | None = None,
         fp16: bool | None = None,
         cuda_graphs: bool = False,
+        trace: bool | None = None,
     ) -> TorchScorer:
         """A scorer for an in-memory CM (already on its device), e.g. one with random weights."""
         scorer = cls.__new__(cls)
-        scorer._setup(cm.eval(), max_batch, threads, workers, channels_last, fp16, cuda_graphs)
+        scorer._setup(cm.eval(), max_batch, threads, workers, channels_last, fp16, cuda_graphs, trace)
         return scorer
 
     def _setup(
@@ -89,6 +100,7 @@ class TorchScorer(Scorer):
         channels_last: bool | None,
         fp16: bool | None,
         cuda_graphs: bool,
+        trace: bool | None,
     ) -> None:
         self.cm = cm
         self.device = next(iter(cm.backend.parameters())).device
@@ -121,6 +133,8 @@ class TorchScorer(Scorer):
         if cuda_graphs and not on_cuda:
             raise ConfigError("CUDA graphs need a CUDA device")
         self._graphs: dict[int, _CapturedBatch] | None = {} if cuda_graphs else None
+        self.trace = resolve_trace(trace, architecture, on_cuda)
+        self._traced: dict[int, torch.jit.ScriptModule] = {}
         self._lock = threading.Lock()
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -137,16 +151,32 @@ class TorchScorer(Scorer):
     def _probabilities(self, x: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self._logits(x), dim=-1)[:, 0]
 
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """P(bona fide) of (batch, samples): the batch size's trace when tracing, else eager."""
+        if not self.trace:
+            return self._probabilities(x)
+        return self._traced_for(len(x))(x)
+
+    def _traced_for(self, size: int) -> torch.jit.ScriptModule:
+        """The trace for ``size`` windows, traced on first use; the lock only guards building it, so
+        workers run their traces concurrently (a TorchScript module may be called from many threads)."""
+        with self._lock:
+            traced = self._traced.get(size)
+            if traced is None:
+                traced = self._traced[size] = trace_probabilities(self.cm, self._probabilities, size,
+                                                                  self.contract.window_samples, self.device)
+            return traced
+
     def _probabilities_in_worker(self, x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():  # grad mode is per thread
-            return self._probabilities(x)
+            return self._forward(x)
 
     def _split_probabilities(self, x: torch.Tensor) -> torch.Tensor:
         """The batch's parts scored concurrently: one part here, the others in the pool's threads."""
         assert self._pool is not None
         parts = torch.tensor_split(x, min(self.workers, len(x)))
         futures = [self._pool.submit(self._probabilities_in_worker, part) for part in parts[1:]]
-        first = self._probabilities(parts[0])
+        first = self._forward(parts[0])
         return torch.cat([first, *(future.result() for future in futures)])
 
     @torch.inference_mode()
@@ -160,7 +190,7 @@ class TorchScorer(Scorer):
             elif self._pool is not None and len(chunk) > 1:
                 prob = self._split_probabilities(chunk)
             else:
-                prob = self._probabilities(chunk)
+                prob = self._forward(chunk)
             scores.append(prob.cpu().numpy())
         return np.concatenate(scores) if scores else np.zeros(0, dtype=np.float32)
 
@@ -179,6 +209,34 @@ class TorchScorer(Scorer):
                 captured = self._graphs[size] = _CapturedBatch(self._probabilities, size, chunk.shape[1],
                                                                self.device)
             return captured.run(chunk)
+
+
+class _Probabilities(nn.Module):
+    """``fn`` (the scorer's eager ``_probabilities``) as a module owning the CM, so that tracing it
+    records the CM's weights as the module's parameters (shared, not copied) instead of constants."""
+
+    def __init__(self, cm: Countermeasure, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        super().__init__()
+        self.cm = cm
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+
+def trace_probabilities(cm: Countermeasure, fn: Callable[[torch.Tensor], torch.Tensor], size: int, samples: int,
+                        device: torch.device) -> torch.jit.ScriptModule:
+    """``fn`` over (size, samples) windows traced with ``torch.jit.trace``: the same operators, run in
+    C++ without the GIL. The example input is silence: the traced operators do not depend on it."""
+    # torch.jit.trace refuses inference tensors, and score_batch runs in inference mode.
+    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+        # torch 2.x marks TorchScript deprecated: a DeprecationWarning at every trace, i.e. per batch size,
+        # in the service's log. It still runs; its replacement torch.compile needs a C++ toolchain here.
+        warnings.filterwarnings("ignore", category=DeprecationWarning, message=r"`torch\.jit\.")
+        example = torch.zeros((size, samples), dtype=torch.float32, device=device)
+        # No check_trace: it traces again and runs the CM more times on the first batch of each size;
+        # tests/streamdet/scoring/test_torch_scorer_trace.py compares traced with eager scores instead.
+        return torch.jit.trace(_Probabilities(cm, fn), example, check_trace=False)
 
 
 class _CapturedBatch:
@@ -204,6 +262,18 @@ class _CapturedBatch:
             self.input[count:].zero_()
         self.graph.replay()
         return self.output[:count].clone()
+
+
+def resolve_trace(trace: bool | None, architecture: architectures.Architecture, on_cuda: bool) -> bool:
+    """None → trace on CPU when the architecture is ``traceable``; CUDA replays its graphs instead."""
+    if trace is None:
+        return not on_cuda and architecture.traceable
+    if trace and on_cuda:
+        raise ConfigError("trace is the CPU fast path; on CUDA use cuda_graphs")
+    if trace and not architecture.traceable:
+        raise ConfigError(f"trace: {architecture.name} CMs are not marked traceable (torch.jit.trace is "
+                          f"not known to reproduce their scores); leave trace unset (auto) or off")
+    return bool(trace)
 
 
 def resolve_device(device: str) -> torch.device:

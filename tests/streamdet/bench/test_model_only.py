@@ -65,3 +65,13 @@ def test_model_only_times_torch_and_onnxruntime_engines(mel_cm_dir: Path, mel_on
 def test_model_only_refuses_an_engine_of_an_unrequested_backend(mel_cm_dir: Path, capsys):
     assert main(["bench", "--model-only", "--engine", str(mel_cm_dir), "--backend", "onnxruntime"]) == 2
     assert "offline export" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("choice", "label", "setting"), [("on", "torch traced", True), ("off", "torch eager", False)])
+def test_model_only_trace_choice(mel_cm_dir: Path, tmp_path: Path, choice: str, label: str, setting: bool):
+    out = tmp_path / "trace.json"
+    assert main(["bench", "--model-only", "--engine", str(mel_cm_dir), "--backend", "torch", "--batch-sizes", "1",
+                 "--threads", "1", "--repeats", "2", "--trace", choice, "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert [r["label"] for r in report["rows"]] == [label] and report["config"]["trace"] == choice
+    assert report["candidates"][0]["trace"] is setting
