@@ -9,8 +9,8 @@ median over the timed calls of batch size / seconds.
 from __future__ import annotations
 
 import copy
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
