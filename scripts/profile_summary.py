@@ -20,6 +20,8 @@ from pathlib import Path
 STREAMDET_RULES: tuple[tuple[str, str], ...] = (
     ("streamdet/models/mel.py", "mel front-end (torch)"),
     ("streamdet/models/", "model forward (LCNN, torch)"),
+    # A traced CM runs no Python below the scorer: its samples end in the scorer's _forward.
+    ("_forward (streamdet/scoring/torch_scorer.py", "model forward (traced CM: mel + LCNN)"),
     ("streamdet/scoring/", "scorer glue (tensors in/out)"),
     ("streamdet/stream/speech.py", "VAD (Silero, ONNX Runtime)"),
     ("streamdet/stream/edge.py", "mixdown + resampling (soxr)"),

@@ -13,9 +13,10 @@ from streamdet.manifest import InputContract
 class Scorer(ABC):
     """Scores windows: float32 (batch, window_samples) at ``sample_rate`` → (batch,) P(bona fide).
 
-    ``score_batch`` is synchronous and may block (it runs the model); ``score`` is what the
-    service's batcher awaits: by default it runs ``score_batch`` in a worker thread so the event
-    loop keeps ingesting. Remote backends override ``score`` with a native async call.
+    ``score_batch`` is synchronous and may block (it runs the model). The service's batcher calls it
+    in its own scoring lanes (threads) for a scorer that keeps the base ``score``; a remote backend
+    overrides ``score`` with a native async call, and the batcher then awaits that instead. Outside
+    the batcher, ``score`` runs ``score_batch`` in a worker thread so the event loop keeps going.
     """
 
     model_id: str
