@@ -30,7 +30,7 @@ FLAGS: tuple[tuple[str, str, str, Any, str], ...] = (
     ("--device", "scoring", "device", str, "auto | cpu | cuda | cuda:N"),
     ("--w2v2-source", "scoring", "w2v2_source", str, "XLS-R location for W2V2 CMs (hub id or directory)"),
     ("--threads", "scoring", "threads", int, "the model's intra-op threads (0 = serve's choice)"),
-    ("--lanes", "scoring", "lanes", int, "threads scoring whole batches concurrently (default: CPU cores; GPU 1)"),
+    ("--lanes", "scoring", "lanes", int, "threads scoring whole batches concurrently (default: CPU cores; GPU 2)"),
     ("--workers", "scoring", "workers", int, "threads scoring parts of one batch concurrently (torch, CPU)"),
     ("--batches-in-flight", "scoring", "batches_in_flight", int, "batches handed to scoring at once (default lanes + 1)"),
     ("--max-batch", "scoring", "max_batch", int, "most windows per scored batch"),
@@ -187,8 +187,11 @@ def default_max_batch(device: str) -> int:
 
 
 def default_lanes(device: str) -> int:
-    """On CPU one scoring lane per core; 1 on GPU (a GPU takes the whole batch at once)."""
-    return 1 if _on_gpu(device) else max(1, os.cpu_count() or 1)
+    """On CPU one scoring lane per core. On GPU two: one lane's batch measures its speech (the VAD
+    runs on the CPU) while the other's is on the GPU, as the speech and the model of one batch
+    overlapped before lanes existed."""
+    cores = max(1, os.cpu_count() or 1)
+    return min(2, cores) if _on_gpu(device) else cores
 
 
 def resolve_scoring(scoring: ScoringSettings) -> ScoringSettings:

@@ -106,7 +106,8 @@ class ScoringSettings(_Section):
     """Threads that score whole batches concurrently (an in-process model), each measuring its batch's
     speech and then scoring it. None lets ``streamdet serve`` choose: on CPU one per core, each with
     one intra-op thread (no barrier between threads inside a batch, no OpenMP spin-waiting; it
-    degrades gently when the cores are shared; docs/benchmarks.md), 1 on GPU."""
+    degrades gently when the cores are shared; docs/benchmarks.md); on GPU 2, so that one batch's
+    speech is measured on the CPU while the other's is on the GPU."""
     workers: int | None = Field(None, ge=1)
     """Threads scoring the parts of one batch concurrently (torch on CPU). None: 1 (the lanes
     parallelise across batches instead, which keeps a core from waiting for the slower part)."""

@@ -52,6 +52,10 @@ def test_serve_defaults_on_cpu_are_a_batch_of_two_and_a_single_threaded_lane_per
     scoring = service_scoring(["--engine", str(tmp_path), "--device", "cpu", "--lanes=2", "--workers=2"])
     assert (scoring.threads, scoring.batches_in_flight) == (2, 3)
     assert service_scoring(["--engine", str(tmp_path), "--device", "cpu", "--batches-in-flight=5"]).batches_in_flight == 5
+    # On a GPU two lanes (one batch's VAD on the CPU while the other's is on the GPU), batches of 32,
+    # and the intra-op threads left to the backend.
+    scoring = service_scoring(["--engine", str(tmp_path), "--device", "cuda"])
+    assert (scoring.lanes, scoring.batches_in_flight, scoring.max_batch, scoring.threads) == (2, 3, 32, 0)
 
 
 def test_the_reference_is_the_faster_of_the_measurements_before_and_after_the_sweep():
