@@ -186,12 +186,13 @@ def test_iter_events_skips_heartbeats() -> None:
         context.term()
 
 
-async def test_encoded_frames_go_out_as_they_are_and_wait_when_the_queue_is_full() -> None:
+async def test_encoded_frames_go_out_as_they_are_and_wait_when_the_queue_is_full(tmp_path) -> None:
     context = zmq.asyncio.Context()
-    pull = context.socket(zmq.PULL)
-    pull.bind("tcp://127.0.0.1:*")
-    endpoint = pull.last_endpoint.decode()
-    pull.close(linger=0)  # nobody there yet: the sender's queue (2 frames) fills up
+    # Nobody there yet: the sender's queue (2 frames) fills up. An IPC path rather than a TCP port
+    # that was bound and closed, which a reconnecting sender may be handed as its own source port
+    # (TCP then connects it to itself) or another test may take: the likely cause of one CI run's
+    # timeout, where the frames never arrived.
+    endpoint = f"ipc://{tmp_path}/encoded.sock"
     messages = [encode_frame("enc", k, np.full(320, k / 100, np.float32), 16_000, end=k == 5, ts=1.5 + k)
                 for k in range(6)]
     try:
