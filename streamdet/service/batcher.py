@@ -2,11 +2,10 @@
 
 Windows of all streams wait in bounded per-stream queues. The batcher takes them round-robin (one
 per stream per turn, so a busy stream cannot starve the others) as soon as ``max_batch`` are
-waiting or the oldest has waited ``max_wait``, awaits ``scorer.score`` on the batch and hands each
-result to ``on_result``, in order within each stream. An optional ``measure`` runs on the batch in a
-worker thread while the scorer scores it (the service measures each window's speech there, off the
-event loop and overlapping the model). ``submit`` never blocks: when a stream's
-queue is full its oldest window is dropped and handed to ``on_drop``.
+waiting or the oldest has waited ``max_wait``, has the batch scored and hands each result to
+``on_result``, in order within each stream. An optional ``measure`` runs on each batch off the event
+loop before its results are handed on (the service measures each window's speech there). ``submit``
+never blocks: when a stream's queue is full its oldest window is dropped and handed to ``on_drop``.
 
 A scorer that runs in-process (one that keeps the base ``Scorer.score``) is run in the batcher's own
 ``lanes`` threads, each scoring a whole batch: ``measure`` and then the model, in the same thread,
